@@ -1,0 +1,80 @@
+"""Shared fixtures: real Nix (offline), the fetched nixpkgs lib, the examples, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from vmsilo_nix import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SEED = ROOT.parent / "shared" / "seed" / "options.nix"
+# Offline: no binary cache to wait for, no flake registry to download.
+OFFLINE = ["--option", "substituters", "", "--option", "flake-registry", ""]
+
+needs_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="nix is not installed")
+
+
+@pytest.fixture
+def nixpkgs_lib() -> Path:
+    """The real nixpkgs `lib` directory, from VMSILO_NIXPKGS_LIB (a nix-community/nixpkgs.lib
+    snapshot). Tests of the module system skip without it; this machine has no nixpkgs."""
+    value = os.environ.get("VMSILO_NIXPKGS_LIB")
+    if not value:
+        pytest.skip("VMSILO_NIXPKGS_LIB is not set (point it at a nixpkgs.lib checkout's lib/)")
+    path = Path(value)
+    if (path / "lib" / "default.nix").exists():
+        path = path / "lib"
+    if not (path / "default.nix").exists():
+        pytest.fail(f"VMSILO_NIXPKGS_LIB={value} holds no nixpkgs lib (no default.nix)")
+    return path
+
+
+@pytest.fixture
+def seed() -> Path:
+    if not SEED.exists():
+        pytest.skip(f"the option spec {SEED} is not beside this checkout")
+    return SEED
+
+
+@pytest.fixture
+def example_flake(tmp_path: Path) -> str:
+    """The example flake copied out of the checkout, as a `path:` ref (no git needed)."""
+    dest = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, dest)
+    return f"path:{dest}"
+
+
+@attrs.frozen
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """Run the `vmsilo` CLI in-process: run("check", "--file", ...) -> Result."""
+
+    def go(*args: str, offline: bool = True) -> Result:
+        code = cli.main([*(OFFLINE if offline else []), *args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    yield go
+
+
+def minimal(**vm: Any) -> dict[str, Any]:
+    """A one-VM configuration with `vm`'s options set."""
+    return {"user": "alice", "nixosVms": [{"name": "a", **vm}]}

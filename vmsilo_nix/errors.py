@@ -1,0 +1,79 @@
+"""The small error hierarchy every part of vmsilo_nix raises.
+
+The CLI catches ``VmsiloError`` and prints ``str(err)``; anything else reaching the top is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+
+class VmsiloError(Exception):
+    """Base of every error a user can cause; its message is meant for people."""
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a configuration, located by the option path the user wrote."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(VmsiloError):
+    """The configuration is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SourceError(VmsiloError):
+    """The configuration source (flake, file, JSON) could not be read."""
+
+
+class NixError(VmsiloError):
+    """A Nix command failed. Keeps the whole story; ``str`` shows only the part users need."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(last_error_block(stderr) or f"nix exited with status {returncode}")
+
+    def details(self) -> str:
+        """Everything, for ``--debug``."""
+        return (
+            f"command: {' '.join(self.argv)}\nexit status: {self.returncode}\n"
+            f"stderr:\n{self.stderr.rstrip()}"
+        )
+
+
+class NixNotFoundError(VmsiloError):
+    """No ``nix`` executable on PATH."""
+
+    def __init__(self, program: str = "nix") -> None:
+        super().__init__(
+            f"'{program}' was not found on PATH; install Nix "
+            "(Debian: apt-get install nix-bin; elsewhere: https://nixos.org/download)"
+        )
+
+
+def last_error_block(stderr: str) -> str:
+    """The last ``error:`` block of Nix's stderr, without the trace that precedes it.
+
+    Nix prints traces first and the actual error last; the last block is what a user acts on.
+    """
+    lines = stderr.rstrip().splitlines()
+    start = None
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("error:"):
+            start = i
+    if start is None:
+        return stderr.strip()
+    return "\n".join(lines[start:]).strip()
