@@ -1,0 +1,418 @@
+"""Tests for vmsilo_nix.nix_eval_jobs: argv, the line parser, a fake nix-eval-jobs, fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vmsilo_nix import nix, nix_eval_jobs
+from vmsilo_nix.errors import NixError, VmsiloError
+from vmsilo_nix.nix import Drv, DrvResult, EvalFailure, FlakeRef, NixExpr, NixFile, NixOptions
+from vmsilo_nix.nix_eval_jobs import EvalJobsOutputError
+
+requires_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real nix binary")
+
+# Offline: no binary cache to wait for, no flake registry to download.
+OFFLINE = NixOptions(options={"substituters": "", "flake-registry": ""})
+NO_CACHE = NixOptions(options={"substituters": ""})
+FEATURES = ["--option", "extra-experimental-features", "nix-command flakes"]
+
+A_DRV = "/nix/store/4sxd2wn0pd1l7sp8fbfmkw5bbb9bcyp1-vm-a.drv"
+A_OUT = "/nix/store/9jqpfpkhsxl2zyqwn1gxr0bpp6fd9dpj-vm-a"
+DEEP_DRV = "/nix/store/w4vvmsj0ysk5nqxhxwb8nkkwc5cc1d9s-vm-deep.drv"
+
+# Lines as nix-eval-jobs prints them, in completion order (newer versions add keys we ignore).
+RECORDED = [
+    json.dumps(
+        {
+            "attr": "nested.deep",
+            "attrPath": ["nested", "deep"],
+            "drvPath": DEEP_DRV,
+            "name": "vm-deep",
+            "outputs": {"out": "/nix/store/0a8bv3v0pxwhb6n37b0n1fd3clh3ij4a-vm-deep", "dev": None},
+            "system": "x86_64-linux",
+            "isCached": False,
+            "neededBuilds": [],
+        }
+    ),
+    json.dumps(
+        {
+            "attr": "broken",
+            "attrPath": ["broken"],
+            "error": "\x1b[31;1merror:\x1b[0m the VM 'broken' is misconfigured\n",
+        }
+    ),
+    json.dumps(
+        {
+            "attr": "a",
+            "attrPath": ["a"],
+            "drvPath": A_DRV,
+            "name": "vm-a",
+            "outputs": {"out": A_OUT},
+            "system": "x86_64-linux",
+        }
+    ),
+]
+
+EXPECTED: dict[nix.AttrPath, DrvResult] = {
+    ("nested", "deep"): Drv(
+        attr_path=("nested", "deep"),
+        name="vm-deep",
+        system="x86_64-linux",
+        drv_path=DEEP_DRV,
+        outputs={"out": "/nix/store/0a8bv3v0pxwhb6n37b0n1fd3clh3ij4a-vm-deep", "dev": None},
+    ),
+    ("broken",): EvalFailure(("broken",), "error: the VM 'broken' is misconfigured"),
+    ("a",): Drv(("a",), "vm-a", "x86_64-linux", A_DRV, {"out": A_OUT}),
+}
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, awaiting its reaper) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+# --- the line parser ------------------------------------------------------------------------
+
+
+def test_parse_recorded_lines() -> None:
+    assert nix_eval_jobs.parse_lines(["", *RECORDED, "  "]) == EXPECTED
+
+
+def test_parse_line_strips_colours_from_errors() -> None:
+    assert nix_eval_jobs.parse_line(RECORDED[1]) == EvalFailure(
+        ("broken",), "error: the VM 'broken' is misconfigured"
+    )
+
+
+def test_garbage_line_is_a_clear_error() -> None:
+    with pytest.raises(EvalJobsOutputError, match=r"not JSON \(line 2\): 'warning: oops'"):
+        nix_eval_jobs.parse_lines([RECORDED[0], "warning: oops"])
+
+
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        ('{"attr": "a"}', "attrPath"),
+        ('{"attr": "a", "attrPath": "a", "error": "x"}', "attrPath"),
+        ("[1, 2]", "JSON object"),
+        ('{"attrPath": ["a"], "drvPath": 1, "name": "n", "system": "s", "outputs": {}}', "drvPath"),
+        ('{"attrPath": ["a"], "drvPath": "/d", "name": "n", "system": "s"}', "outputs"),
+        ('{"attrPath": ["a"], "drvPath": "/d", "name": "n", "system": "s", "outputs": [1]}', "out"),
+    ],
+)
+def test_malformed_lines_are_clear_errors(line: str, complaint: str) -> None:
+    with pytest.raises(EvalJobsOutputError, match=complaint) as info:
+        nix_eval_jobs.parse_line(line, 7)
+    assert "(line 7)" in str(info.value)
+    assert isinstance(info.value, VmsiloError)
+
+
+# --- argv -----------------------------------------------------------------------------------
+
+
+def test_argv_for_a_flake() -> None:
+    argv = nix_eval_jobs.evaluate_argv(
+        FlakeRef("path:/src#vmsilo.rootfs"), workers=3, max_memory_mib=2048
+    )
+    assert argv == [
+        "nix-eval-jobs",
+        "--workers",
+        "3",
+        "--max-memory-size",
+        "2048",
+        *FEATURES,
+        "--flake",
+        "path:/src#vmsilo.rootfs",
+    ]
+
+
+def test_argv_with_every_flag() -> None:
+    opts = NixOptions(options={"substituters": ""}, show_trace=True)
+    argv = nix_eval_jobs.evaluate_argv(
+        NixFile("/etc/vms.nix"),
+        workers=1,
+        max_memory_mib=512,
+        gc_roots_dir="/run/vmsilo/gcroots",
+        opts=opts,
+        program="/opt/bin/nix-eval-jobs",
+    )
+    assert argv == [
+        "/opt/bin/nix-eval-jobs",
+        "--workers",
+        "1",
+        "--max-memory-size",
+        "512",
+        "--gc-roots-dir",
+        "/run/vmsilo/gcroots",
+        *FEATURES,
+        "--option",
+        "substituters",
+        "",
+        "--show-trace",
+        "/etc/vms.nix",
+    ]
+
+
+def test_argv_for_an_attribute_of_a_file_and_for_expressions() -> None:
+    common = ["nix-eval-jobs", "--workers", "2", "--max-memory-size", "100", *FEATURES]
+    by_attr = nix_eval_jobs.evaluate_argv(
+        NixFile("/etc/vms.nix", 'a."b.c"'), workers=2, max_memory_mib=100
+    )
+    assert by_attr == [
+        *common,
+        "--impure",
+        "--expr",
+        'let v = import "/etc/vms.nix"; in (if builtins.isFunction v then v { } else v).a."b.c"',
+    ]
+    pure = nix_eval_jobs.evaluate_argv(NixExpr("{ }"), workers=2, max_memory_mib=100)
+    assert pure == [*common, "--expr", "{ }"]
+    impure = nix_eval_jobs.evaluate_argv(NixExpr("{ }", True), workers=2, max_memory_mib=100)
+    assert impure == [*common, "--impure", "--expr", "{ }"]
+
+
+def test_relative_file_paths_become_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = nix_eval_jobs.evaluate_argv(NixFile("vms.nix"), workers=1, max_memory_mib=1)
+    assert argv[-1] == str(tmp_path / "vms.nix")
+
+
+# --- a fake nix-eval-jobs on PATH -----------------------------------------------------------
+
+FAKE = """\
+#!{python}
+import json, os, sys
+with open(os.environ["FAKE_NEJ_ARGV"], "w") as out:
+    json.dump(sys.argv[1:], out)
+with open(os.environ["FAKE_NEJ_LINES"]) as lines:
+    for line in lines:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+sys.stderr.write(os.environ.get("FAKE_NEJ_STDERR", ""))
+sys.exit(int(os.environ.get("FAKE_NEJ_STATUS", "0")))
+"""
+
+# Prints one line, then waits forever on a child of its own.
+FAKE_HANGING = """\
+#!/bin/bash
+sleep 1000 &
+echo "$$ $!" > "$FAKE_NEJ_PIDS"
+printf '%s\\n' "$FAKE_NEJ_LINE"
+wait
+"""
+
+
+@pytest.fixture
+def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory first on PATH for a fake nix-eval-jobs; the real PATH stays behind it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_NEJ_ARGV", str(tmp_path / "argv.json"))
+    monkeypatch.setenv("FAKE_NEJ_LINES", str(tmp_path / "lines.jsonl"))
+    monkeypatch.setenv("FAKE_NEJ_PIDS", str(tmp_path / "pids"))
+    return tmp_path
+
+
+def _install(fake_dir: Path, script: str, lines: list[str] | None = None) -> None:
+    path = fake_dir / "bin" / "nix-eval-jobs"
+    path.write_text(script.format(python=sys.executable) if script is FAKE else script)
+    path.chmod(0o755)
+    if lines is not None:
+        (fake_dir / "lines.jsonl").write_text("".join(f"{line}\n" for line in lines))
+
+
+def test_available_follows_path(fake_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install(fake_dir, FAKE, [])
+    assert nix_eval_jobs.available()
+    monkeypatch.setenv("PATH", str(fake_dir / "lines.jsonl"))
+    assert not nix_eval_jobs.available()
+
+
+def test_evaluate_with_a_fake_in_scrambled_order(fake_dir: Path) -> None:
+    scrambled = [RECORDED[2], RECORDED[0], RECORDED[1]]
+    _install(fake_dir, FAKE, scrambled)
+    seen: list[nix.AttrPath] = []
+    results = nix_eval_jobs.evaluate(
+        FlakeRef("path:/src#vms"),
+        workers=2,
+        max_memory_mib=1024,
+        opts=NO_CACHE,
+        on_result=lambda r: seen.append(r.attr_path),
+    )
+    assert results == EXPECTED
+    assert seen == [("a",), ("nested", "deep"), ("broken",)]
+    assert json.loads((fake_dir / "argv.json").read_text()) == [
+        "--workers",
+        "2",
+        "--max-memory-size",
+        "1024",
+        *FEATURES,
+        "--option",
+        "substituters",
+        "",
+        "--flake",
+        "path:/src#vms",
+    ]
+
+
+def test_eval_drvs_uses_nix_eval_jobs_when_on_path(fake_dir: Path) -> None:
+    _install(fake_dir, FAKE, RECORDED)
+    results = nix_eval_jobs.eval_drvs(FlakeRef("path:/src#vms"), workers=5)
+    assert results == EXPECTED
+    argv = json.loads((fake_dir / "argv.json").read_text())
+    assert argv[:4] == ["--workers", "5", "--max-memory-size", "4096"]
+
+
+def test_failing_nix_eval_jobs_raises_nix_error(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install(fake_dir, FAKE, RECORDED[:1])
+    monkeypatch.setenv("FAKE_NEJ_STDERR", "evaluating...\nerror: worker crashed\n")
+    monkeypatch.setenv("FAKE_NEJ_STATUS", "1")
+    with pytest.raises(NixError, match=r"^error: worker crashed$") as info:
+        nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1)
+    assert info.value.returncode == 1
+    assert info.value.argv[0] == "nix-eval-jobs"
+    assert "evaluating..." in info.value.stderr
+
+
+def _hanging(fake_dir: Path, monkeypatch: pytest.MonkeyPatch, line: str) -> None:
+    _install(fake_dir, FAKE_HANGING)
+    monkeypatch.setenv("FAKE_NEJ_LINE", line)
+
+
+def _pids(fake_dir: Path) -> list[int]:
+    return [int(p) for p in (fake_dir / "pids").read_text().split()]
+
+
+def test_consumer_failing_midway_leaves_no_process_behind(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hanging(fake_dir, monkeypatch, RECORDED[2])
+
+    def explode(result: DrvResult) -> None:
+        raise RuntimeError(f"cannot use {result.attr_path}")
+
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="cannot use"):
+        nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1, on_result=explode)
+    assert time.monotonic() - start < 10
+    fake, sleeper = _pids(fake_dir)
+    assert _gone(fake)
+    assert _gone(sleeper)
+
+
+def test_ctrl_c_midway_leaves_no_process_behind(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hanging(fake_dir, monkeypatch, RECORDED[2])
+
+    def interrupt(result: DrvResult) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1, on_result=interrupt)
+    fake, sleeper = _pids(fake_dir)
+    assert _gone(fake)
+    assert _gone(sleeper)
+
+
+def test_garbage_line_midway_stops_the_child(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hanging(fake_dir, monkeypatch, "Segmentation fault")
+    with pytest.raises(EvalJobsOutputError, match="not JSON"):
+        nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1)
+    fake, sleeper = _pids(fake_dir)
+    assert _gone(fake)
+    assert _gone(sleeper)
+
+
+# --- the fallback gives the same mapping ----------------------------------------------------
+
+DRVS_NIX = """
+let
+  mk = name: derivation {
+    inherit name;
+    builder = "/bin/sh";
+    args = [ "-c" "echo ${name} > $out" ];
+    system = builtins.currentSystem;
+  };
+in
+{
+  a = mk "vmsilo-nej-a";
+  b = mk "vmsilo-nej-b";
+  broken = throw "broken on purpose";
+  nested = { recurseForDerivations = true; deep = mk "vmsilo-nej-deep"; };
+  skipped = "not a derivation";
+}
+"""
+
+
+def _as_line(result: DrvResult) -> str:
+    """What nix-eval-jobs would print for ``result``."""
+    base = {"attr": ".".join(result.attr_path), "attrPath": list(result.attr_path)}
+    if isinstance(result, EvalFailure):
+        return json.dumps({**base, "error": result.error})
+    return json.dumps(
+        {
+            **base,
+            "drvPath": result.drv_path,
+            "name": result.name,
+            "system": result.system,
+            "outputs": dict(result.outputs),
+        }
+    )
+
+
+@pytest.mark.nix
+@requires_nix
+def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
+    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source_file = fake_dir / "drvs.nix"
+    source_file.write_text(DRVS_NIX)
+    source = NixFile(str(source_file))
+    real_nix = shutil.which("nix")
+    assert real_nix is not None
+
+    # Only nix on PATH: plain nix, one evaluation.
+    only_nix = fake_dir / "only-nix"
+    only_nix.mkdir()
+    (only_nix / "nix").symlink_to(real_nix)
+    monkeypatch.setenv("PATH", str(only_nix))
+    assert not nix_eval_jobs.available()
+    fallback = nix_eval_jobs.eval_drvs(source, opts=OFFLINE)
+    assert set(fallback) == {("a",), ("b",), ("broken",), ("nested", "deep")}
+    broken = fallback[("broken",)]
+    assert isinstance(broken, EvalFailure)
+    assert "broken on purpose" in broken.error
+
+    # nix-eval-jobs printing the same results in another order: the same mapping.
+    monkeypatch.setenv("PATH", f"{fake_dir / 'bin'}:{only_nix}")
+    _install(fake_dir, FAKE, [_as_line(r) for r in reversed(fallback.values())])
+    assert nix_eval_jobs.eval_drvs(source, opts=OFFLINE) == fallback
+    argv = json.loads((fake_dir / "argv.json").read_text())
+    assert argv[-1] == str(source_file)

@@ -1,0 +1,188 @@
+"""Tests for vmsilo_nix.process: output capture and that no child ever outlives a call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from vmsilo_nix import process
+from vmsilo_nix.errors import NixNotFoundError, VmsiloError
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, awaiting its reaper) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def test_run_captures_both_streams_and_status() -> None:
+    result = process.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert result == process.Completed(
+        argv=("sh", "-c", "echo out; echo err >&2; exit 3"),
+        returncode=3,
+        stdout="out\n",
+        stderr="err\n",
+    )
+
+
+def test_run_feeds_input() -> None:
+    assert process.run(["cat"], input="hello\nworld").stdout == "hello\nworld"
+
+
+def test_run_does_not_deadlock_on_large_output_and_input() -> None:
+    code = (
+        "import sys; data = sys.stdin.read(); "
+        "sys.stderr.write('e' * 1_000_000); sys.stdout.write(data * 2)"
+    )
+    text = "x" * 500_000
+    result = process.run([sys.executable, "-c", code], input=text)
+    assert result.returncode == 0
+    assert len(result.stdout) == 1_000_000
+    assert len(result.stderr) == 1_000_000
+
+
+def test_run_extra_env_is_laid_over_the_environment() -> None:
+    result = process.run(["sh", "-c", 'echo "$VMSILO_X:$HOME"'], extra_env={"VMSILO_X": "1"})
+    assert result.stdout == f"1:{os.environ.get('HOME', '')}\n"
+
+
+def test_run_missing_program_raises_not_found() -> None:
+    with pytest.raises(NixNotFoundError, match="'vmsilo-no-such-program'"):
+        process.run(["vmsilo-no-such-program"])
+
+
+def test_run_looks_the_program_up_in_the_given_path(tmp_path: Path) -> None:
+    with pytest.raises(NixNotFoundError) as info:
+        process.run(["sh", "-c", "true"], extra_env={"PATH": str(tmp_path)})
+    assert isinstance(info.value, VmsiloError)
+
+
+def test_run_missing_cwd_is_not_reported_as_missing_program(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        process.run(["true"], cwd=tmp_path / "absent")
+
+
+def test_run_kills_background_children_left_by_the_command() -> None:
+    # The stray ``sleep`` keeps stdout open: without the group kill, run would hang for 1000 s.
+    start = time.monotonic()
+    result = process.run(["sh", "-c", "sleep 1000 & echo $!"])
+    assert time.monotonic() - start < 10
+    assert result.returncode == 0
+    assert _gone(int(result.stdout))
+
+
+# --- spawn_lines ----------------------------------------------------------------------------
+
+
+def test_spawn_lines_reads_lines_then_waits_for_a_normal_exit() -> None:
+    with process.spawn_lines(["sh", "-c", "echo a; echo; echo b >&2; printf c; exit 4"]) as lines:
+        assert list(lines) == ["a", "", "c"]
+    assert lines.returncode == 4
+    assert lines.stderr == "b\n"
+    assert not lines.killed
+
+
+def test_spawn_lines_missing_program_raises_not_found() -> None:
+    with (
+        pytest.raises(NixNotFoundError),
+        process.spawn_lines(["vmsilo-no-such-program"]),
+    ):
+        pass  # pragma: no cover
+
+
+def _pids_from(lines: Iterator[str]) -> tuple[int, int]:
+    """The child prints its pid and its background child's pid first."""
+    return int(next(lines)), int(next(lines))
+
+
+_TWO_LEVELS = "echo $$; sleep 1000 & echo $!; echo ready; wait"
+
+
+def test_exception_in_the_block_kills_the_whole_group() -> None:
+    with (
+        pytest.raises(RuntimeError, match="consumer failed"),
+        process.spawn_lines(["sh", "-c", _TWO_LEVELS]) as lines,
+    ):
+        it = iter(lines)
+        shell, sleeper = _pids_from(it)
+        assert next(it) == "ready"
+        raise RuntimeError("consumer failed")
+    assert lines.killed
+    assert lines.returncode == -signal.SIGTERM
+    assert _gone(shell)
+    assert _gone(sleeper)
+
+
+def test_leaving_the_block_early_kills_the_group() -> None:
+    with process.spawn_lines(["sh", "-c", _TWO_LEVELS]) as lines:
+        shell, sleeper = _pids_from(iter(lines))
+    assert lines.killed
+    assert _gone(shell)
+    assert _gone(sleeper)
+
+
+def test_ctrl_c_kills_the_group() -> None:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        process.spawn_lines(["sh", "-c", _TWO_LEVELS]) as lines,
+    ):
+        it = iter(lines)
+        shell, sleeper = _pids_from(it)
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered while we read
+        for _ in it:
+            pass
+    assert _gone(shell)
+    assert _gone(sleeper)
+
+
+def test_closing_a_generator_kills_the_group() -> None:
+    def follow() -> Generator[str, None, None]:
+        with process.spawn_lines(["sh", "-c", _TWO_LEVELS]) as lines:
+            yield from lines
+
+    gen = follow()
+    shell, sleeper = int(next(gen)), int(next(gen))
+    gen.close()
+    assert _gone(shell)
+    assert _gone(sleeper)
+
+
+def test_group_ignoring_sigterm_is_killed_after_the_grace_period() -> None:
+    script = "trap '' TERM; echo $$; sleep 1000 & echo $!; wait"
+    start = time.monotonic()
+    with process.spawn_lines(["sh", "-c", script], grace=0.2) as lines:
+        shell, sleeper = _pids_from(iter(lines))
+    assert time.monotonic() - start < 10
+    assert lines.returncode == -signal.SIGKILL
+    assert _gone(shell)
+    assert _gone(sleeper)
+
+
+def test_stderr_is_collected_while_stdout_is_read() -> None:
+    # 1 MB on stderr would fill the pipe and block the child if nobody drained it.
+    code = "import sys; sys.stderr.write('e' * 1_000_000); print('done')"
+    with process.spawn_lines([sys.executable, "-c", code]) as lines:
+        assert list(lines) == ["done"]
+    assert lines.returncode == 0
+    assert len(lines.stderr) == 1_000_000

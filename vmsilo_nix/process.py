@@ -1,0 +1,246 @@
+"""Running child programs: the only module that imports ``subprocess``.
+
+Every child starts in its own session (so its own process group) and the whole group is
+killed before we return, whatever happened: normal end, exception, Ctrl-C or a closed
+generator. A child that starts its own helpers (nix builders, a worker's ``sleep``) therefore
+never outlives us. Because the child is not in the terminal's foreground group, Ctrl-C reaches
+only us; we then stop the group ourselves.
+
+The group leader is reaped only after the final ``SIGKILL`` to its group: while it is an
+unreaped zombie its pid, and so the group id, cannot be reused by an unrelated process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO
+
+import attrs
+
+from vmsilo_nix.errors import NixNotFoundError
+
+#: Seconds a terminated group gets to exit after SIGTERM before SIGKILL.
+DEFAULT_GRACE = 2.0
+#: Seconds we wait for pipe readers once the group is dead (a child that escaped the group
+#: with its own ``setsid`` may still hold a pipe; we give up on it rather than hang).
+_READER_JOIN_TIMEOUT = 5.0
+
+
+@attrs.frozen
+class Completed:
+    """A finished child: its argv, exit status (negative: killed by that signal) and output."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class _Reader(threading.Thread):
+    """Drains one pipe into memory so the child never blocks on a full pipe."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        super().__init__(daemon=True)
+        self._pipe = pipe
+        self._chunks: list[str] = []
+
+    def run(self) -> None:
+        # The reader owns its pipe: closing it from elsewhere could drop unread output.
+        with contextlib.suppress(OSError, ValueError), self._pipe:
+            while chunk := self._pipe.read(65536):
+                self._chunks.append(chunk)
+
+    def text(self) -> str:
+        self.join(_READER_JOIN_TIMEOUT)
+        return "".join(self._chunks)
+
+
+class _Group:
+    """A started child in its own process group, with stderr drained in a thread."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: int,
+        extra_env: Mapping[str, str] | None,
+        cwd: str | os.PathLike[str] | None,
+    ) -> None:
+        self.argv = tuple(argv)
+        env = {**os.environ, **extra_env} if extra_env is not None else None
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError as err:
+            # Only a missing program becomes our error; a missing cwd stays an OSError.
+            if err.filename == self.argv[0]:
+                raise NixNotFoundError(self.argv[0]) from err
+            raise
+        assert self.proc.stderr is not None
+        self.stderr_reader = _Reader(self.proc.stderr)
+        self.stderr_reader.start()
+        self.killed = False
+
+    def _leader_exited(self, *, block: bool) -> bool:
+        """Whether the leader has exited, without reaping it (WNOWAIT keeps the pgid reserved)."""
+        if self.proc.returncode is not None:
+            return True
+        flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+        return os.waitid(os.P_PID, self.proc.pid, flags) is not None
+
+    def wait(self) -> None:
+        """Block until the leader exits on its own, then clear out the rest of its group."""
+        try:
+            self._leader_exited(block=True)
+        except BaseException:
+            self.stop()
+            raise
+        self._kill_group_and_reap()
+
+    def stop(self, grace: float = DEFAULT_GRACE) -> None:
+        """SIGTERM the group, give it ``grace`` seconds, then SIGKILL whatever is left."""
+        try:
+            if not self._leader_exited(block=False):
+                self.killed = True
+                self._signal_group(signal.SIGTERM)
+                deadline = time.monotonic() + grace
+                while not self._leader_exited(block=False) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        finally:
+            self._kill_group_and_reap()
+
+    def _kill_group_and_reap(self) -> None:
+        if self.proc.returncode is None:
+            if not self._leader_exited(block=False):
+                self.killed = True
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        # The group is gone (or was never ours to signal): nothing is left to stop.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    input: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Completed:
+    """Run ``argv`` to completion, capturing stdout and stderr as text.
+
+    ``extra_env`` is laid over the current environment (its PATH is also where the program is
+    looked up). A missing program raises ``NixNotFoundError(argv[0])``. The exit status is not
+    checked here: callers know which statuses are failures.
+    """
+    group = _Group(
+        argv,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        extra_env=extra_env,
+        cwd=cwd,
+    )
+    try:
+        assert group.proc.stdout is not None
+        stdout_reader = _Reader(group.proc.stdout)
+        stdout_reader.start()
+        if input is not None:
+            threading.Thread(target=_feed, args=(group.proc.stdin, input), daemon=True).start()
+        group.wait()
+    except BaseException:
+        group.stop()  # idempotent; covers a Ctrl-C before ``wait`` took over
+        raise
+    return Completed(
+        argv=group.argv,
+        returncode=group.proc.returncode,
+        stdout=stdout_reader.text(),
+        stderr=group.stderr_reader.text(),
+    )
+
+
+def _feed(pipe: IO[str] | None, text: str) -> None:
+    """Write stdin from a thread: a child that talks before it reads cannot deadlock us."""
+    if pipe is None:
+        return
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        pipe.write(text)
+        pipe.close()
+
+
+class LineStream:
+    """A running child's stdout, one line (without its newline) per iteration.
+
+    After the ``spawn_lines`` block ends, ``returncode``, ``stderr`` and ``killed`` (we had to
+    stop it) describe how it ended.
+    """
+
+    def __init__(self, group: _Group) -> None:
+        self._group = group
+        self.argv = group.argv
+        self.pid = group.proc.pid
+        self.eof = False
+        self.returncode: int | None = None
+        self.stderr = ""
+        self.killed = False
+
+    def __iter__(self) -> Iterator[str]:
+        stdout = self._group.proc.stdout
+        assert stdout is not None
+        for line in stdout:
+            yield line.removesuffix("\n")
+        self.eof = True
+
+    def _finish(self, *, graceful: bool, grace: float) -> None:
+        group = self._group
+        try:
+            if graceful:
+                group.wait()
+            else:
+                group.stop(grace)
+        finally:
+            if group.proc.stdout is not None:
+                group.proc.stdout.close()
+            self.returncode = group.proc.returncode
+            self.stderr = group.stderr_reader.text()
+            self.killed = group.killed
+
+
+@contextlib.contextmanager
+def spawn_lines(
+    argv: Sequence[str],
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    grace: float = DEFAULT_GRACE,
+) -> Iterator[LineStream]:
+    """Start ``argv`` and yield its stdout lines; the child's process group dies with the block.
+
+    If the block read stdout to the end and returns normally, we wait for the child to exit by
+    itself. Otherwise (exception, Ctrl-C, early return, generator closed) the whole group gets
+    SIGTERM, ``grace`` seconds, then SIGKILL, and is reaped.
+    """
+    stream = LineStream(_Group(argv, stdin=subprocess.DEVNULL, extra_env=extra_env, cwd=cwd))
+    graceful = False
+    try:
+        yield stream
+        graceful = stream.eof
+    finally:
+        stream._finish(graceful=graceful, grace=grace)
