@@ -13,7 +13,7 @@ import pytest
 
 from vmsilo_nix import nix, options_render
 from vmsilo_nix.model import Config, Vm
-from vmsilo_nix.schema import fields_of
+from vmsilo_nix.schema import field_nix_type, fields_of, nix_only_of
 
 from .conftest import EXAMPLES, ROOT, needs_nix
 
@@ -56,16 +56,17 @@ def test_markdown_lists_nested_options() -> None:
 def test_generated_module_parses() -> None:
     instantiate = shutil.which("nix-instantiate")
     assert instantiate is not None
-    subprocess.run([instantiate, "--parse", str(ROOT / "nix/options.nix")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [instantiate, "--parse", str(ROOT / "nix/options.nix")], check=True, capture_output=True
+    )
 
 
 def _option_tree(monkeypatch: pytest.MonkeyPatch, lib: Path, module: Path) -> dict[str, Any]:
     monkeypatch.setenv("VMSILO_NIXPKGS_LIB", str(lib))
     monkeypatch.setenv("OPTIONS_MODULE", str(module))
-    rows = nix.eval_json_file(str(TREE))
+    rows: Any = nix.eval_json_file(str(TREE))
     assert isinstance(rows, list)
-    return {row["path"]: row for row in rows}  # type: ignore[index,call-overload]
+    return {row["path"]: row for row in rows}
 
 
 @needs_nix
@@ -105,8 +106,6 @@ def test_type_descriptions_match_the_module_system(
     monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path
 ) -> None:
     """Error messages and docs describe types in the words NixOS itself uses."""
-    from vmsilo_nix.schema import field_nix_type, nix_only_of
-
     tree = _option_tree(monkeypatch, nixpkgs_lib, ROOT / "nix/options.nix")
     ours: dict[str, str] = {}
 

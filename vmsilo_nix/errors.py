@@ -20,6 +20,8 @@ class Problem:
 
     path: str
     message: str
+    # The option path as data (names and list indices below programs.vmsilo), for tools.
+    segments: tuple[str | int, ...] = attrs.field(default=(), eq=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message

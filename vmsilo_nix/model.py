@@ -34,15 +34,13 @@ Freeform = Mapping[str, FreeformValue]
 
 LogLevel = Literal["error", "warn", "info", "debug", "trace", "off"]
 
-frozen = attrs.frozen(kw_only=True)
 
-
-@frozen
+@attrs.frozen(kw_only=True)
 class Route:
     via: str = option(doc="Address of the gateway that traffic for this destination goes through.")
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Tap:
     name: str | None = option(
         None, doc="Name of the TAP device on the host. When null, `<vm name>-<interface index>`."
@@ -64,7 +62,7 @@ class Tap:
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class NetworkInterface:
     type: Literal["tap"] = option("tap", doc="Kind of host backend. Only `tap` exists today.")
     mac_address: str | None = option(
@@ -101,7 +99,7 @@ class NetworkInterface:
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Network:
     nameservers: tuple[str, ...] = option(
         (), doc="DNS servers the guest uses.", example=("9.9.9.9", "1.1.1.1")
@@ -112,7 +110,7 @@ class Network:
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class AutoShutdown:
     enable: bool = option(
         False,
@@ -123,7 +121,7 @@ class AutoShutdown:
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class RootOverlay:
     type: Literal["qcow2", "tmpfs"] = option(
         "qcow2",
@@ -138,13 +136,13 @@ class RootOverlay:
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Sound:
     playback: bool = option(True, doc="Give the guest a sound output device.")
     capture: bool = option(False, doc="Give the guest a microphone too (this turns on playback).")
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class SharedDirectory:
     path: str = option(doc="Directory on the host to share into the guest.")
     thread_pool_size: int = option(
@@ -196,7 +194,7 @@ class SharedDirectory:
     preserve_noatime: bool = option(False, doc="Keep the O_NOATIME flag of opened files.")
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class VmCrosvm:
     log_level: str | None = option(
         None,
@@ -218,7 +216,7 @@ class VmCrosvm:
 GUEST_CONFIG_TYPE = either(T_MODULE, list_of(T_MODULE))
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Vm:
     __nix_only__: ClassVar[tuple[NixOnly, ...]] = (
         NixOnly(
@@ -346,7 +344,7 @@ class Vm:
     crosvm: VmCrosvm = option(factory=VmCrosvm, doc="crosvm settings of this VM.")
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Crosvm:
     log_level: str = option(
         "info", doc="crosvm log level (error, warn, info, debug, trace).", example="debug"
@@ -361,7 +359,7 @@ class Crosvm:
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Nat:
     enable: bool = option(False, doc="Masquerade VM traffic out of the host (NAT).")
     interface: str = option(
@@ -371,19 +369,19 @@ class Nat:
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class HostNetworking:
     nat: Nat = option(factory=Nat, group=True, doc="NAT for VM traffic.")
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Tray:
     log_level: str = option(
         "info", doc="Log level of the tray forwarding daemons on host and guests.", example="debug"
     )
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Balloond:
     log_level: str = option("info", doc="Log level of vmsilo-balloond.", example="debug")
     poll_interval: str = option(
@@ -424,7 +422,7 @@ def _package(doc: str) -> NixOnly:
     return NixOnly(doc.split(" ", 1)[0], doc=doc, nix_type=T_PACKAGE, internal=True)
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Config:
     """``programs.vmsilo``."""
 

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from . import model
+from .nix import nix_string
 from .schema import (
     ROOT,
     UNSET,
@@ -31,11 +32,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 
 
 # --- Nix -------------------------------------------------------------------------------------
-
-
-def nix_string(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
-    return '"' + escaped.replace("\n", "\\n") + '"'
 
 
 def nix_key(key: str) -> str:
