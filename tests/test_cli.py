@@ -1,0 +1,224 @@
+"""The `vmsilo` command as users run it: real Nix on the shipped examples, every source kind."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmsilo_nix import nix, options_render
+
+from .conftest import EXAMPLES, OFFLINE, needs_nix
+
+DESKTOP_NIX = str(EXAMPLES / "desktop.nix")
+DESKTOP_JSON = str(EXAMPLES / "desktop.json")
+NAMES = ["banking", "work", "vault", "net"]
+
+
+@needs_nix
+def test_check_every_source_kind(run: Any, example_flake: str) -> None:
+    for args in (
+        ["--file", DESKTOP_NIX],
+        ["--file", DESKTOP_JSON],
+        ["--flake", f"{example_flake}#desktop"],
+    ):
+        result = run("check", *args)
+        assert result.code == 0, result.err
+        assert result.out.strip() == "valid: 4 VM(s): banking, work, vault, net"
+        result = run("check", "--json", *args)
+        assert result.json() == {"valid": True, "problems": [], "vms": NAMES}
+
+
+@needs_nix
+def test_eval_is_the_same_from_every_source(run: Any, example_flake: str) -> None:
+    outputs = [
+        run("eval", *args)
+        for args in (
+            ["--file", DESKTOP_NIX],
+            ["--file", DESKTOP_JSON],
+            ["--flake", f"{example_flake}#desktop"],
+        )
+    ]
+    assert [r.code for r in outputs] == [0, 0, 0]
+    assert outputs[0].out == outputs[1].out == outputs[2].out
+    data = outputs[0].json()
+    assert [vm["name"] for vm in data["nixosVms"]] == NAMES
+    # every default is filled in, names as Nix spells them
+    banking = data["nixosVms"][0]
+    assert banking["sound"] == {"capture": False, "playback": False}
+    assert banking["rootOverlay"] == {"size": "10G", "type": "qcow2"}
+    assert data["vmsilo-balloond"]["pollInterval"] == "1s"
+    assert "_internal" not in data and "package" not in data
+    # keys are sorted, as `nix eval --json` sorts them
+    assert list(data) == sorted(data)
+
+
+@needs_nix
+def test_example_json_is_the_nix_file(run: Any) -> None:
+    """examples/desktop.json is the same data as examples/desktop.nix (no drift)."""
+    assert nix.eval_json_file(DESKTOP_NIX) == json.loads(Path(DESKTOP_JSON).read_text())
+
+
+def test_json_from_stdin(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO(json.dumps({"user": "a", "nixosVms": [{"name": "x", "cpus": 0}]}))
+    )
+    result = run("check", "--file", "-")
+    assert result.code == 1
+    assert "programs.vmsilo.nixosVms[0] (x).cpus: must be at least 1, got 0" in result.err
+
+
+def test_invalid_config_lists_every_problem(run: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "user": "a",
+                "hostNetworking": {"nat": {"enable": True}},
+                "nixosVms": [{"name": "work", "cpu": 2, "memory": 0}],
+            }
+        )
+    )
+    result = run("check", "--file", str(bad))
+    assert result.code == 1
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert lines[0] == "error: the configuration has 3 problems:"
+    assert (
+        "programs.vmsilo.nixosVms[0] (work).cpu: unknown option; did you mean 'cpus'?" in result.err
+    )
+    result = run("check", "--json", "--file", str(bad))
+    assert result.code == 1
+    doc = result.json()
+    assert doc["valid"] is False
+    assert {
+        "path": "programs.vmsilo.nixosVms[0] (work).cpu",
+        "message": "unknown option; did you mean 'cpus'?",
+    } in doc["problems"]
+
+
+def test_type_errors_stop_before_rules(run: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"user": "a", "nixosVms": [{"name": "x", "autoStart": "no"}]}')
+    result = run("eval", "--file", str(bad))
+    assert result.code == 1 and result.out == ""
+    assert 'autoStart: expected boolean, got the string "no"' in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["check", "--file", "/nonexistent/x.nix"], 3, "/nonexistent/x.nix: no such file"),
+        (["check", "--file", "config.yaml"], 3, "--file expects a .nix or .json file"),
+        (["check", "--flake", "no-host-here"], 3, "--flake expects REF#HOST"),
+    ],
+)
+def test_source_errors(run: Any, args: list[str], code: int, message: str) -> None:
+    result = run(*args)
+    assert result.code == code
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+def test_bad_json_names_the_position(run: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"user": "a",\n  "nixosVms": [}')
+    result = run("check", "--file", str(bad))
+    assert result.code == 3
+    assert f"{bad}: not valid JSON: Expecting value (line 2, column 16)" in result.err
+    bad.write_text('{"user": NaN}')
+    assert "NaN is not valid JSON" in run("check", "--file", str(bad)).err
+
+
+@needs_nix
+def test_nix_error_shows_the_last_error_block(run: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.nix"
+    bad.write_text('{ user = "a"; nixosVms = [ { name = throw "no name for you"; } ]; }\n')
+    result = run("check", "--file", str(bad))
+    assert result.code == 3
+    assert "error: no name for you" in result.err
+    assert "--debug" in result.err
+    debug = run("--debug", "check", "--file", str(bad))
+    assert debug.code == 3
+    assert "command: nix " in debug.err and "--show-trace" in debug.err
+
+
+@needs_nix
+def test_nix_functions_are_named_not_crashed_on(run: Any, tmp_path: Path) -> None:
+    f = tmp_path / "f.nix"
+    f.write_text(
+        '{ user = "a"; nixosVms = [ { name = "x"; memory = m: m; '
+        "guestConfig = { pkgs, ... }: { }; } ]; }\n"
+    )
+    result = run("check", "--file", str(f))
+    assert result.code == 1
+    assert (
+        "programs.vmsilo.nixosVms[0] (x).memory: expected signed integer, got a Nix "
+        "function" in result.err
+    )
+
+
+@needs_nix
+def test_flake_host_missing(run: Any, example_flake: str) -> None:
+    result = run("check", "--flake", f"{example_flake}#laptop")
+    assert result.code == 3
+    assert "laptop" in result.err
+
+
+def test_missing_nix_gives_an_install_hint(
+    run: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = run("check", "--file", DESKTOP_NIX)
+    assert result.code == 4
+    assert result.err.strip().startswith("error: 'nix' was not found on PATH; install Nix")
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_usage_errors_exit_2(run: Any) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("check")
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        run("check", "--file", "a.nix", "--flake", ".#x")
+    assert info.value.code == 2
+
+
+def test_options_command_writes_atomically(run: Any, tmp_path: Path) -> None:
+    for fmt in ("nix", "json", "markdown"):
+        out = tmp_path / "sub" / f"options.{fmt}"
+        result = run("options", "--format", fmt, "-o", str(out))
+        assert result.code == 0
+        assert out.read_text() == options_render.RENDERERS[fmt]()
+        assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
+        "options.json",
+        "options.markdown",
+        "options.nix",
+    ]  # no temporary files left
+    assert json.loads(run("options", "--format", "json").out)["title"] == "programs.vmsilo"
+
+
+@needs_nix
+def test_console_script_end_to_end() -> None:
+    """The installed entry point, as a separate process, the way users and scripts run it."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vmsilo_nix", *OFFLINE, "eval", "--file", DESKTOP_NIX],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["user"] == "alice"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vmsilo_nix", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and "Exit status" in proc.stdout

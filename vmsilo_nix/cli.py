@@ -1,0 +1,225 @@
+"""The ``vmsilo`` command line.
+
+Exit status: 0 success; 1 the configuration is invalid; 2 usage error; 3 the configuration could
+not be read or evaluated (Nix error, bad JSON, missing file); 4 a required program (nix) is
+missing; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from . import __version__, nix, options_render, source
+from .convert import unstructure
+from .errors import ConfigError, NixError, NixNotFoundError, VmsiloError
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("configuration source (one of)")
+    ex = group.add_mutually_exclusive_group(required=True)
+    ex.add_argument(
+        "--flake",
+        metavar="REF#HOST",
+        help="a flake's NixOS host: REF#nixosConfigurations.HOST.config.programs.vmsilo",
+    )
+    ex.add_argument(
+        "--file",
+        metavar="PATH",
+        help="a .nix file evaluating to the programs.vmsilo attribute set, or a .json file "
+        "with the same data (- reads JSON from standard input)",
+    )
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vmsilo",
+        description="Check, inspect and generate vmsilo VM configurations.",
+        epilog="Exit status: 0 ok, 1 invalid configuration, 2 usage error, 3 configuration "
+        "could not be read or evaluated, 4 nix not installed, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on Nix errors show the whole trace and command line",
+    )
+    parser.add_argument(
+        "--option",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="pass a Nix setting to every nix call (for example: --option substituters '')",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check",
+        help="validate a configuration; every problem is reported",
+        description="Validate a configuration. Exit 0 when valid, 1 with every problem listed.",
+    )
+    _source_args(check)
+    _json_arg(check)
+
+    ev = sub.add_parser(
+        "eval",
+        help="print the normalised configuration as JSON",
+        description="Print the configuration with every default filled in, as the NixOS module "
+        "system prints config.programs.vmsilo (without _internal, package and guestConfig).",
+    )
+    _source_args(ev)
+
+    opts = sub.add_parser(
+        "options",
+        help="print the option schema (NixOS module, JSON Schema or Markdown)",
+        description="Render the option schema from the Python model.",
+    )
+    opts.add_argument("--format", choices=sorted(options_render.RENDERERS), default="nix")
+    opts.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
+    return parser
+
+
+def _nix_options(args: argparse.Namespace) -> nix.NixOptions:
+    return nix.NixOptions(options=tuple(args.option), show_trace=args.debug)
+
+
+@contextlib.contextmanager
+def _progress(console: Console, text: str) -> Iterator[None]:
+    """A spinner on stderr while Nix works; nothing when stderr is not a terminal."""
+    if console.is_terminal:
+        with console.status(text):
+            yield
+    else:
+        yield
+
+
+def _load(args: argparse.Namespace, err: Console) -> Any:
+    src = source.parse_source(flake=args.flake, file=args.file)
+    with _progress(err, f"Evaluating {src.describe()}..."):
+        return source.load(src, _nix_options(args))
+
+
+def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        config = _load(args, err)
+    except ConfigError as e:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "valid": False,
+                        "problems": [{"path": p.path, "message": p.message} for p in e.problems],
+                    },
+                    indent=2,
+                )
+            )
+        _print_problems(e, err)
+        return EXIT_INVALID
+    if args.json:
+        print(
+            json.dumps(
+                {"valid": True, "problems": [], "vms": [vm.name for vm in config.nixos_vms]},
+                indent=2,
+            )
+        )
+    else:
+        names = ", ".join(vm.name for vm in config.nixos_vms)
+        out.print(Text.assemble(("valid", "green"), f": {len(config.nixos_vms)} VM(s): {names}"))
+    return EXIT_OK
+
+
+def _error(err: Console, message: str) -> None:
+    """One error line; user data is never read as rich markup."""
+    err.print(Text.assemble(("error", "bold red"), ": ", message))
+
+
+def _print_problems(e: ConfigError, err: Console) -> None:
+    n = len(e.problems)
+    _error(err, f"the configuration has {n} problem{'s' if n != 1 else ''}:")
+    for p in e.problems:
+        err.print(Text.assemble("  ", (p.path, "bold"), ": ", p.message))
+
+
+def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
+    config = _load(args, err)
+    print(json.dumps(unstructure(config), sort_keys=True, indent=2))
+    return EXIT_OK
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary sibling and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
+    text = options_render.RENDERERS[args.format]()
+    if args.output:
+        write_atomically(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+COMMANDS = {"check": cmd_check, "eval": cmd_eval, "options": cmd_options}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # soft_wrap: messages stay one line each, whatever the terminal width, for grep and scripts.
+    out = Console(soft_wrap=True, highlight=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except ConfigError as e:
+        _print_problems(e, err)
+        return EXIT_INVALID
+    except NixNotFoundError as e:
+        _error(err, str(e))
+        return EXIT_MISSING
+    except NixError as e:
+        _error(err, "Nix failed:")
+        err.print(Text(e.details() if args.debug else str(e)))
+        if not args.debug:
+            err.print("(run with --debug for the whole trace)")
+        return EXIT_SOURCE
+    except VmsiloError as e:
+        _error(err, str(e))
+        return EXIT_SOURCE
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
