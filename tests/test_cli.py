@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def test_check_every_source_kind(run: Any, example_flake: str) -> None:
     ):
         result = run("check", *args)
         assert result.code == 0, result.err
-        assert result.out.strip() == "valid: 4 VM(s): banking, work, vault, net"
+        assert result.out.strip() == "valid: 4 VMs (banking, work, vault, net)"
         result = run("check", "--json", *args)
         assert result.json() == {"valid": True, "problems": [], "vms": NAMES}
 
@@ -222,3 +223,36 @@ def test_console_script_end_to_end() -> None:
         [sys.executable, "-m", "vmsilo_nix", "--help"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and "Exit status" in proc.stdout
+
+
+@needs_nix
+@pytest.mark.parametrize("vms", [1, 40])
+def test_one_nix_process_whatever_the_number_of_vms(
+    run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vms: int
+) -> None:
+    """A `nix` on PATH that logs each call and hands it to the real one."""
+    real = shutil.which("nix")
+    assert real is not None
+    log = tmp_path / "calls"
+    wrapper = tmp_path / "bin" / "nix"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"{{ printf call; for a; do case $a in eval|build|--file) printf ' %s' $a;; esac; done; "
+        f"echo; }} >> {log}\n"
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    config = tmp_path / "many.nix"
+    config.write_text(
+        '{ user = "a"; nixosVms = [ '
+        + " ".join(f'{{ name = "vm{i}"; network.interfaces.wan.tap = {{ }}; }}' for i in range(vms))
+        + " ]; }\n"
+    )
+    for command in ("check", "eval"):
+        log.unlink(missing_ok=True)
+        result = run(command, "--file", str(config))
+        assert result.code == 0, result.err
+        calls = log.read_text().splitlines()
+        assert calls == ["call eval --file"]

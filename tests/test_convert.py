@@ -216,3 +216,21 @@ def test_lone_surrogates_are_rejected_where_they_appear() -> None:
         'programs.vmsilo.nixosVms[0] ("\\ud800").network.interfaces."w\\udc00": the attribute '
         "name is not valid Unicode text (it holds a lone surrogate)",
     ]
+
+
+def test_nul_characters_cannot_reach_a_command_line() -> None:
+    found = problems(
+        minimal(
+            kernel="/k\0",
+            crosvm={"extraArgs": ["--x\0"]},
+            sharedDirectories={"a\0": {"path": "/a"}},
+        )
+    )
+    assert found == [
+        "programs.vmsilo.nixosVms[0] (a).kernel: the string contains a NUL character, which no "
+        "command line can carry",
+        'programs.vmsilo.nixosVms[0] (a).sharedDirectories."a\\u0000": the attribute name '
+        "contains a NUL character, which no command line can carry",
+        "programs.vmsilo.nixosVms[0] (a).crosvm.extraArgs[0]: the string contains a NUL "
+        "character, which no command line can carry",
+    ]

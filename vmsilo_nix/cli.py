@@ -23,6 +23,7 @@ from rich.text import Text
 from . import __version__, nix, options_render, source
 from .convert import unstructure
 from .errors import ConfigError, NixError, NixNotFoundError, VmsiloError
+from .model import Vm
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -141,9 +142,16 @@ def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
             )
         )
     else:
-        names = ", ".join(vm.name for vm in config.nixos_vms)
-        out.print(Text.assemble(("valid", "green"), f": {len(config.nixos_vms)} VM(s): {names}"))
+        out.print(Text.assemble(("valid", "green"), ": " + _vm_summary(config.nixos_vms)))
     return EXIT_OK
+
+
+def _vm_summary(vms: Sequence[Vm], shown: int = 8) -> str:
+    names = [vm.name for vm in vms]
+    listed = ", ".join(names[:shown]) + (
+        f", and {len(names) - shown} more" if len(names) > shown else ""
+    )
+    return f"{len(names)} VM{'s' if len(names) != 1 else ''}" + (f" ({listed})" if names else "")
 
 
 def _error(err: Console, message: str) -> None:

@@ -100,7 +100,9 @@ def _strict(tp: type, words: str) -> Callable[[Any, Any], Any]:
 
 
 def _check_text(text: str, what: str = "the string") -> None:
-    """JSON can escape lone surrogates that no Nix string, file name or argv can hold."""
+    """JSON can escape what no Nix string, file name or argv can hold: NUL, lone surrogates."""
+    if "\0" in text:
+        raise Mismatch(f"{what} contains a NUL character, which no command line can carry")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

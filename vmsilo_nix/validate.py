@@ -12,14 +12,11 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
-import attrs
-
 from . import values
 from .convert import structure
 from .errors import ConfigError, Problem
 from .model import Config, Freeform, SharedDirectory, Vm
 from .paths import Segment, format_path
-from .schema import fields_of
 
 Finding = tuple[tuple[Segment, ...], str]
 Rule = Callable[[Config], Iterable[Finding]]
@@ -449,29 +446,6 @@ def kernel(c: Config) -> Iterator[Finding]:
         for key, v in (("kernel", vm.kernel), ("initramfs", vm.initramfs)):
             if v is not None and not v.startswith("/"):
                 yield vm_path(i, key), f"must be an absolute path, got {v!r}"
-
-
-@rule
-def no_nul(c: Config) -> Iterator[Finding]:
-    """No string holds a NUL byte: no command line can carry one."""
-    yield from _nul((), c)
-
-
-def _nul(path: tuple[Segment, ...], value: object) -> Iterator[Finding]:
-    if isinstance(value, str):
-        if "\0" in value:
-            yield path, "contains a NUL character, which no command line can carry"
-    elif isinstance(value, tuple):
-        for j, v in enumerate(value):
-            yield from _nul((*path, j), v)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            if "\0" in k:
-                yield (*path, k), "the name contains a NUL character"
-            yield from _nul((*path, k), v)
-    elif attrs.has(type(value)):
-        for f in fields_of(type(value)):  # type: ignore[arg-type]
-            yield from _nul((*path, f.name), getattr(value, f.attr))
 
 
 def findings(config: Config) -> list[Problem]:
