@@ -16,6 +16,8 @@ from vmsilo_nix.errors import NixError, VmsiloError
 from vmsilo_nix.nix import Drv, DrvResult, EvalFailure, FlakeRef, NixExpr, NixFile, NixOptions
 from vmsilo_nix.nix_eval_jobs import EvalJobsOutputError
 
+from .procs import gone
+
 requires_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real nix binary")
 
 # Offline: no binary cache to wait for, no flake registry to download.
@@ -71,24 +73,6 @@ EXPECTED: dict[nix.AttrPath, DrvResult] = {
     ("broken",): EvalFailure(("broken",), "error: the VM 'broken' is misconfigured"),
     ("a",): Drv(("a",), "vm-a", "x86_64-linux", A_DRV, {"out": A_OUT}),
 }
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (dead, awaiting its reaper) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def _gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 # --- the line parser ------------------------------------------------------------------------
@@ -320,8 +304,8 @@ def test_consumer_failing_midway_leaves_no_process_behind(
         nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1, on_result=explode)
     assert time.monotonic() - start < 10
     fake, sleeper = _pids(fake_dir)
-    assert _gone(fake)
-    assert _gone(sleeper)
+    assert gone(fake)
+    assert gone(sleeper)
 
 
 def test_ctrl_c_midway_leaves_no_process_behind(
@@ -335,8 +319,8 @@ def test_ctrl_c_midway_leaves_no_process_behind(
     with pytest.raises(KeyboardInterrupt):
         nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1, on_result=interrupt)
     fake, sleeper = _pids(fake_dir)
-    assert _gone(fake)
-    assert _gone(sleeper)
+    assert gone(fake)
+    assert gone(sleeper)
 
 
 def test_garbage_line_midway_stops_the_child(
@@ -346,8 +330,8 @@ def test_garbage_line_midway_stops_the_child(
     with pytest.raises(EvalJobsOutputError, match="not JSON"):
         nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1)
     fake, sleeper = _pids(fake_dir)
-    assert _gone(fake)
-    assert _gone(sleeper)
+    assert gone(fake)
+    assert gone(sleeper)
 
 
 # --- the fallback gives the same mapping ----------------------------------------------------

@@ -14,24 +14,7 @@ import pytest
 from vmsilo_nix import process
 from vmsilo_nix.errors import NixNotFoundError, VmsiloError
 
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (dead, awaiting its reaper) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def _gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
+from .procs import gone
 
 # --- run ------------------------------------------------------------------------------------
 
@@ -89,7 +72,7 @@ def test_run_kills_background_children_left_by_the_command() -> None:
     result = process.run(["sh", "-c", "sleep 1000 & echo $!"])
     assert time.monotonic() - start < 10
     assert result.returncode == 0
-    assert _gone(int(result.stdout))
+    assert gone(int(result.stdout))
 
 
 # --- spawn_lines ----------------------------------------------------------------------------
@@ -130,16 +113,16 @@ def test_exception_in_the_block_kills_the_whole_group() -> None:
         raise RuntimeError("consumer failed")
     assert lines.killed
     assert lines.returncode == -signal.SIGTERM
-    assert _gone(shell)
-    assert _gone(sleeper)
+    assert gone(shell)
+    assert gone(sleeper)
 
 
 def test_leaving_the_block_early_kills_the_group() -> None:
     with process.spawn_lines(["sh", "-c", _TWO_LEVELS]) as lines:
         shell, sleeper = _pids_from(iter(lines))
     assert lines.killed
-    assert _gone(shell)
-    assert _gone(sleeper)
+    assert gone(shell)
+    assert gone(sleeper)
 
 
 def test_ctrl_c_kills_the_group() -> None:
@@ -152,8 +135,8 @@ def test_ctrl_c_kills_the_group() -> None:
         os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered while we read
         for _ in it:
             pass
-    assert _gone(shell)
-    assert _gone(sleeper)
+    assert gone(shell)
+    assert gone(sleeper)
 
 
 def test_closing_a_generator_kills_the_group() -> None:
@@ -164,8 +147,8 @@ def test_closing_a_generator_kills_the_group() -> None:
     gen = follow()
     shell, sleeper = int(next(gen)), int(next(gen))
     gen.close()
-    assert _gone(shell)
-    assert _gone(sleeper)
+    assert gone(shell)
+    assert gone(sleeper)
 
 
 def test_group_ignoring_sigterm_is_killed_after_the_grace_period() -> None:
@@ -175,8 +158,8 @@ def test_group_ignoring_sigterm_is_killed_after_the_grace_period() -> None:
         shell, sleeper = _pids_from(iter(lines))
     assert time.monotonic() - start < 10
     assert lines.returncode == -signal.SIGKILL
-    assert _gone(shell)
-    assert _gone(sleeper)
+    assert gone(shell)
+    assert gone(sleeper)
 
 
 def test_stderr_is_collected_while_stdout_is_read() -> None:

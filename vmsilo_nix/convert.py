@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import cattrs
@@ -123,55 +123,37 @@ def _literal_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return hook
 
 
-def _tuple_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+def _container_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    """Lists (tuples in the model) and attribute sets (mappings): every bad item is reported,
+    each located by its index or attribute name."""
+
     def factory(tp: Any) -> Callable[[Any, Any], Any]:
-        item = list_item(tp)
+        is_list = list_item(tp) is not None
+        item_tp = cast(Any, list_item(tp) if is_list else mapping_value(tp))
         words = _type_words(tp)
 
-        def hook(value: Any, _: Any) -> tuple[Any, ...]:
-            if type(value) is not list:
+        def hook(value: Any, _: Any) -> Any:
+            items: Iterable[tuple[Any, Any]]
+            if is_list and type(value) is list:
+                items = enumerate(value)
+            elif not is_list and type(value) is dict:
+                items = value.items()
+            else:
                 raise Mismatch(f"expected {words}, got {describe(value)}")
-            out, errors = [], []
-            for i, v in enumerate(value):
+            out: dict[Any, Any] = {}
+            errors = []
+            for key, v in items:
                 try:
-                    out.append(conv.structure(v, cast(Any, item)))
+                    if isinstance(key, str):
+                        _check_text(key, "the attribute name")
+                    out[key] = conv.structure(v, item_tp)
                 except Exception as e:
-                    e.__notes__ = [
-                        *getattr(e, "__notes__", []),
-                        IterableValidationNote(f"index {i}", i, item),
-                    ]
+                    note = IterableValidationNote(f"item {key}", key, item_tp)
+                    e.__notes__ = [*getattr(e, "__notes__", []), note]
                     errors.append(e)
             if errors:
-                raise IterableValidationError("invalid list", errors, tp)
-            return tuple(out)
-
-        return hook
-
-    return factory
-
-
-def _mapping_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
-    def factory(tp: Any) -> Callable[[Any, Any], Any]:
-        value_tp = mapping_value(tp)
-        words = _type_words(tp)
-
-        def hook(value: Any, _: Any) -> dict[str, Any]:
-            if type(value) is not dict:
-                raise Mismatch(f"expected {words}, got {describe(value)}")
-            out, errors = {}, []
-            for k, v in value.items():
-                try:
-                    _check_text(k, "the attribute name")
-                    out[k] = conv.structure(v, cast(Any, value_tp))
-                except Exception as e:
-                    e.__notes__ = [
-                        *getattr(e, "__notes__", []),
-                        IterableValidationNote(f"key {k}", k, value_tp),
-                    ]
-                    errors.append(e)
-            if errors:
-                raise IterableValidationError("invalid attribute set", errors, tp)
-            return out
+                raise IterableValidationError(f"invalid {words}", errors, tp)
+            return tuple(out.values()) if is_list else out
 
         return hook
 
@@ -252,10 +234,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str, "string"))
     conv.register_structure_hook_factory(lambda t: literal_args(t) is not None, _literal_hook)
     conv.register_structure_hook_factory(
-        lambda t: list_item(t) is not None, _tuple_hook_factory(conv)
-    )
-    conv.register_structure_hook_factory(
-        lambda t: mapping_value(t) is not None, _mapping_hook_factory(conv)
+        lambda t: list_item(t) is not None or mapping_value(t) is not None,
+        _container_hook_factory(conv),
     )
     conv.register_structure_hook_factory(
         lambda t: union_args(t) is not None, _union_hook_factory(conv)
