@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import cattrs
@@ -25,6 +25,7 @@ from . import model
 from .errors import ConfigError, Problem
 from .paths import Segment, format_path, vm_names_of
 from .schema import (
+    ROOT,
     is_option_class,
     list_item,
     literal_args,
@@ -291,9 +292,14 @@ def structure(raw: object) -> model.Config:
     try:
         return CONVERTER.structure(raw, model.Config)
     except (ClassValidationError, IterableValidationError, Mismatch) as exc:
-        names = vm_names_of(raw)
-        problems = [Problem(format_path(p, names), m, tuple(p)) for p, m in _problems(exc, [])]
-        raise ConfigError(problems) from None
+        raise ConfigError(located(exc, vm_names_of(raw))) from None
+
+
+def located(
+    exc: BaseException, vm_names: Sequence[str | None] = (), root: str = ROOT
+) -> list[Problem]:
+    """The problems inside a structuring error, each with its path below ``root``."""
+    return [Problem(format_path(p, vm_names, root), m, tuple(p)) for p, m in _problems(exc, [])]
 
 
 def unstructure(config: model.Config) -> dict[str, Any]:

@@ -12,9 +12,11 @@ Segment = str | int
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 
 
-def format_path(segments: Sequence[Segment], vm_names: Sequence[str | None] = ()) -> str:
+def format_path(
+    segments: Sequence[Segment], vm_names: Sequence[str | None] = (), root: str = ROOT
+) -> str:
     """Render a path; an index into ``nixosVms`` is followed by that VM's name when known."""
-    out = ROOT
+    out = root
     for i, seg in enumerate(segments):
         if isinstance(seg, int):
             out += f"[{seg}]"
