@@ -7,15 +7,19 @@ options reference says about it. ``validate`` runs them all and reports every pr
 from __future__ import annotations
 
 import copy
+import difflib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
+from . import crosvm_grammar as grammar
 from . import values
 from .convert import structure
 from .errors import ConfigError, Problem
+from .kernel import command_line_length
 from .model import Config, Freeform, SharedDirectory, Vm
+from .network import interfaces_in_order, mac_of, tap_name
 from .paths import Segment, format_path
 
 Finding = tuple[tuple[Segment, ...], str]
@@ -25,11 +29,6 @@ RULES: list[Rule] = []
 HOME_TAG = "home"  # virtiofs tag of the sharedHome share
 DEFAULT_SHARED_HOME = "/shared/{vm}"
 TAG_MAX_BYTES = 36  # virtiofsd --tag limit
-# Room kept for the kernel parameters crosvm and vmsilo add themselves (panic=, console=, root=,
-# init= with a store path, vmsilo.* identity parameters), so user parameters cannot overflow.
-RESERVED_CMDLINE_BYTES = 512
-# Keys passed to crosvm as key=value: anything else could not be expressed on its command line.
-_CROSVM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LEVELS = ("error", "warn", "info", "debug", "trace")
 _UID_MAP = re.compile(r"^([^A-Za-z0-9])\d+\1\d+\1\d+\1$")
@@ -57,16 +56,6 @@ def _check(path: tuple[Segment, ...], fn: Callable[[Any], object], value: Any) -
         fn(value)
     except ValueError as e:
         yield path, str(e)
-
-
-def tap_name(vm: Vm, index: int, explicit: str | None) -> str:
-    """The host TAP name: explicit, or ``<vm>-<index>`` with the index in interface name order."""
-    return explicit if explicit is not None else f"{vm.name}-{index}"
-
-
-def interfaces_in_order(vm: Vm) -> list[tuple[int, str]]:
-    """Interfaces with their index; attribute sets are ordered by name, as Nix orders them."""
-    return list(enumerate(sorted(vm.network.interfaces)))
 
 
 def shared_home_path(vm: Vm) -> str | None:
@@ -188,20 +177,13 @@ def macs(c: Config) -> Iterator[Finding]:
     for i, vm in enumerate(c.nixos_vms):
         for ifname, iface in sorted(vm.network.interfaces.items()):
             path = vm_path(i, "network", "interfaces", ifname, "macAddress")
-            if iface.mac_address is None:
-                mac = values.derive_mac(vm.name, ifname)
-            else:
-                try:
-                    raw = values.parse_mac(iface.mac_address)
-                except ValueError as e:
-                    yield path, str(e)
-                    continue
-                if not values.is_unicast(raw):
-                    yield (
-                        path,
-                        f"{iface.mac_address} is a multicast address; the guest needs unicast",
-                    )
-                mac = values.format_mac(raw)
+            try:
+                mac = mac_of(vm, ifname, iface)
+            except ValueError as e:
+                yield path, str(e)
+                continue
+            if iface.mac_address is not None and not values.is_unicast(values.parse_mac(mac)):
+                yield path, f"{iface.mac_address} is a multicast address; the guest needs unicast"
             if mac in owners:
                 how = "derived " if iface.mac_address is None else ""
                 yield path, f"{how}MAC {mac} is also used by {where(c, owners[mac])}"
@@ -315,32 +297,112 @@ def _cycles(graph: dict[str, list[str]]) -> Iterator[list[str]]:
 
 
 def _freeform(
-    path: tuple[Segment, ...], entry: Freeform, required: tuple[str, ...]
+    path: tuple[Segment, ...], entry: Freeform, required: tuple[str, ...], flag: str
 ) -> Iterator[Finding]:
+    """An attribute set passed to crosvm ``flag`` as key=value: required keys present, every key
+    one that crosvm knows for that flag, values of enumerated keys among their choices."""
     for key in required:
         value = entry.get(key)
         if not isinstance(value, str) or not value:
             yield (*path, key), "is required (a non-empty string)"
-    for key in entry:
-        if not _CROSVM_KEY.match(key):
-            yield (*path, key), "cannot be passed to crosvm: keys are letters, digits, '-' and '_'"
+    known = grammar.KEYS[flag]
+    for key, value in entry.items():
+        if key not in known:
+            aliases = grammar.KEY_ALIASES.get(flag, {})
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {aliases.get(close[0], close[0])!r}? " if close else ""
+            yield (
+                (*path, key),
+                f"crosvm {flag} has no key {key!r}; {hint}(known: {', '.join(sorted(known))})",
+            )
+            continue
+        choices = grammar.KEY_VALUES.get((flag, key))
+        if choices is not None and value is not None and str(value) not in choices:
+            yield (*path, key), f"crosvm {flag} {key}= takes one of {', '.join(sorted(choices))}"
 
 
 @rule
 def disks(c: Config) -> Iterator[Finding]:
-    """Disks (`rootDisk`, `additionalDisks`) and `vhostUser` entries have their required keys
-    (`path`; `type` and `socket`) and only keys crosvm can take."""
+    """Disks (`rootDisk`, `additionalDisks`), `vhostUser` entries and a `gpu` attribute set have
+    their required keys (`path`; `type` and `socket`), only keys crosvm knows for their flag
+    (`--block`, `--vhost-user`, `--gpu`), and known values for enumerated keys."""
     for i, vm in enumerate(c.nixos_vms):
         if vm.root_disk is not None:
-            yield from _freeform(vm_path(i, "rootDisk"), vm.root_disk, ("path",))
+            yield from _freeform(vm_path(i, "rootDisk"), vm.root_disk, ("path",), "--block")
         for j, d in enumerate(vm.additional_disks):
-            yield from _freeform(vm_path(i, "additionalDisks", j), d, ("path",))
+            yield from _freeform(vm_path(i, "additionalDisks", j), d, ("path",), "--block")
         for j, d in enumerate(vm.vhost_user):
-            yield from _freeform(vm_path(i, "vhostUser", j), d, ("type", "socket"))
-        if isinstance(vm.gpu, dict):
-            for key in vm.gpu:
-                if not _CROSVM_KEY.match(key):
-                    yield vm_path(i, "gpu", key), "cannot be passed to crosvm --gpu"
+            yield from _freeform(vm_path(i, "vhostUser", j), d, ("type", "socket"), "--vhost-user")
+        if isinstance(vm.gpu, Mapping):
+            yield from _freeform(vm_path(i, "gpu"), vm.gpu, (), "--gpu")
+
+
+# Flags vmsilo itself gives crosvm once; crosvm refuses a second one ("duplicate values").
+_OWN_RUN_FLAGS = {
+    "--cpus": "cpus",
+    "--mem": "memory",
+    "--initrd": "initramfs",
+    "--vsock": "name (the vsock CID)",
+    "--socket": "the control socket vmsilo manages",
+    "--core-scheduling": "programs.vmsilo.schedulerIsolation",
+}
+
+
+@rule
+def extra_args(c: Config) -> Iterator[Finding]:
+    """Extra crosvm arguments do not repeat a flag vmsilo already sets once (`--cpus`, `--mem`,
+    `--initrd`, `--vsock`, `--socket`, `--core-scheduling`, `--log-level`, a second `--gpu`), do
+    not use flags crosvm removed, and keep global flags before `run`."""
+    any_gpu = any(vm.gpu is not False for vm in c.nixos_vms)
+    yield from _extra_before(
+        [(("crosvm", "extraArgs", j), a) for j, a in enumerate(c.crosvm.extra_args)]
+    )
+    yield from _extra_after(
+        [(("crosvm", "extraRunArgs", j), a) for j, a in enumerate(c.crosvm.extra_run_args)], any_gpu
+    )
+    for i, vm in enumerate(c.nixos_vms):
+        own = vm.crosvm
+        yield from _extra_before(
+            [(vm_path(i, "crosvm", "extraArgs", j), a) for j, a in enumerate(own.extra_args)]
+        )
+        yield from _extra_after(
+            [
+                (vm_path(i, "crosvm", "extraRunArgs", j), a)
+                for j, a in enumerate(own.extra_run_args)
+            ],
+            vm.gpu is not False,
+        )
+
+
+def _extra_before(words: list[tuple[tuple[Segment, ...], str]]) -> Iterator[Finding]:
+    for path, word in words:
+        flag = grammar.canonical_flag(word)
+        if word == "run":
+            yield path, "vmsilo adds `run` itself"
+        elif flag == "--log-level":
+            yield path, "vmsilo sets --log-level from crosvm.logLevel; set that option instead"
+        elif flag is not None and flag not in grammar.GLOBAL_FLAGS:
+            yield (
+                path,
+                f"{flag} is not a global crosvm flag (those go before `run`); use extraRunArgs",
+            )
+
+
+def _extra_after(words: list[tuple[tuple[Segment, ...], str]], gpu: bool) -> Iterator[Finding]:
+    for path, word in words:
+        flag = grammar.canonical_flag(word)
+        if flag in _OWN_RUN_FLAGS:
+            yield (
+                path,
+                (
+                    f"vmsilo already passes {flag} (from {_OWN_RUN_FLAGS[flag]}); crosvm "
+                    "refuses it twice"
+                ),
+            )
+        elif flag == "--gpu" and gpu:
+            yield path, "vmsilo already passes --gpu (from gpu); crosvm allows one GPU"
+        elif flag is not None and flag in grammar.RUN_REMOVED:
+            yield path, f"crosvm no longer has {flag}: {grammar.RUN_REMOVED[flag]}"
 
 
 @rule
@@ -360,7 +422,7 @@ def pci(c: Config) -> Iterator[Finding]:
     for i, vm in enumerate(c.nixos_vms):
         for j, dev in enumerate(vm.pci_devices):
             path = vm_path(i, "pciDevices", j)
-            yield from _freeform(path, dev, ("path",))
+            yield from _freeform(path, dev, ("path",), "--vfio")
             raw = dev.get("path")
             if not isinstance(raw, str) or not raw:
                 continue
@@ -428,20 +490,18 @@ def _share(
 
 @rule
 def kernel(c: Config) -> Iterator[Finding]:
-    """Kernel parameters are printable ASCII and, with vmsilo's own, fit crosvm's 2047-byte
-    command line; `kernel` and `initramfs` are absolute paths."""
-    budget = values.KERNEL_CMDLINE_MAX - RESERVED_CMDLINE_BYTES
+    """Kernel parameters are printable ASCII, and the whole command line crosvm builds (its own
+    parameters, vmsilo's, then these) fits its 2047 bytes; `kernel` and `initramfs` are absolute
+    paths."""
     for i, vm in enumerate(c.nixos_vms):
         for j, p in enumerate(vm.kernel_params):
             yield from _check(vm_path(i, "kernelParams", j), values.check_kernel_param, p)
-        used = len(" ".join(vm.kernel_params).encode())
-        if used > budget:
+        used = command_line_length(vm, i)
+        if used > values.KERNEL_CMDLINE_MAX:
             yield (
                 vm_path(i, "kernelParams"),
-                (
-                    f"take {used} bytes; at most {budget} fit beside the parameters vmsilo adds "
-                    f"(crosvm's limit is {values.KERNEL_CMDLINE_MAX})"
-                ),
+                f"make the kernel command line {used} bytes long with the parameters crosvm and "
+                f"vmsilo add; crosvm allows {values.KERNEL_CMDLINE_MAX}",
             )
         for key, v in (("kernel", vm.kernel), ("initramfs", vm.initramfs)):
             if v is not None and not v.startswith("/"):
