@@ -1,0 +1,117 @@
+"""Command lines of vmsilo-balloond and vmsilo-tray."""
+
+from __future__ import annotations
+
+from vmsilo_nix import structure
+from vmsilo_nix.argv import flatten
+from vmsilo_nix.artifacts import Artifacts
+from vmsilo_nix.daemons import balloond_argv, tray_argv
+from vmsilo_nix.layout import Layout
+
+LAYOUT = Layout(run_dir="/run/vmsilo", state_dir="/var/lib/vmsilo")
+ARTIFACTS = Artifacts(
+    packages={"vmsilo-balloond": "/nix/store/eeee-balloond", "vmsilo-tray": "/nix/store/ffff-tray"}
+)
+B = "vmsilo-balloond"
+
+
+def test_balloond_defaults_and_one_vm_flag_per_vm_in_config_order() -> None:
+    config = structure({"user": "alice", "nixosVms": [{"name": "work"}, {"name": "banking"}]})
+    args = balloond_argv(config, LAYOUT, ARTIFACTS)
+    assert flatten(args) == [
+        "/nix/store/eeee-balloond/bin/vmsilo-balloond",
+        "--log-level",
+        "info",
+        "--poll-interval",
+        "2s",
+        "--min-poll-interval",
+        "250ms",
+        "--critical-host-percent",
+        "5",
+        "--critical-guest-available",
+        "256m",
+        "--guest-available-bias",
+        "400m",
+        "--psi-ceiling",
+        "25",
+        "--vm",
+        "work=/run/vmsilo/work/crosvm.sock",
+        "--vm",
+        "banking=/run/vmsilo/banking/crosvm.sock",
+    ]
+    assert [a.sources for a in args] == [
+        (),
+        ((B, "logLevel"),),
+        ((B, "pollInterval"),),
+        ((B, "minPollInterval"),),
+        ((B, "criticalHostPercent"),),
+        ((B, "criticalGuestAvailable"),),
+        ((B, "guestAvailableBias"),),
+        ((B, "psiCeiling"),),
+        (("nixosVms", 0, "name"),),
+        (("nixosVms", 1, "name"),),
+    ]
+    assert args[0].explain() == "the memory balloon daemon"
+
+
+def test_balloond_every_option_changed() -> None:
+    config = structure(
+        {
+            "user": "alice",
+            "nixosVms": [{"name": "a"}],
+            B: {
+                "logLevel": "debug",
+                "pollInterval": "1s",
+                "minPollInterval": "500ms",
+                "criticalHostPercent": 10,
+                "criticalGuestAvailable": "400m",
+                "guestAvailableBias": "500m",
+                "psiCeiling": 50,
+                "extraArgs": ["--dry-run", "--note", "two words $x"],
+            },
+        }
+    )
+    args = balloond_argv(config, LAYOUT, Artifacts())
+    assert flatten(args) == [
+        "vmsilo-balloond",
+        "--log-level",
+        "debug",
+        "--poll-interval",
+        "1s",
+        "--min-poll-interval",
+        "500ms",
+        "--critical-host-percent",
+        "10",
+        "--critical-guest-available",
+        "400m",
+        "--guest-available-bias",
+        "500m",
+        "--psi-ceiling",
+        "50",
+        "--vm",
+        "a=/run/vmsilo/a/crosvm.sock",
+        "--dry-run",
+        "--note",
+        "two words $x",
+    ]
+    assert [a.sources for a in args[-3:]] == [((B, "extraArgs", j),) for j in range(3)]
+
+
+def test_balloond_without_vms_and_with_an_awkward_run_dir() -> None:
+    empty = structure({"user": "alice"})
+    assert "--vm" not in flatten(balloond_argv(empty, LAYOUT, ARTIFACTS))
+    odd = Layout(run_dir="/run/a b,c \"d\" 'e' $f", state_dir="/s")
+    config = structure({"user": "alice", "nixosVms": [{"name": "a"}]})
+    assert flatten(balloond_argv(config, odd, ARTIFACTS))[-2:] == [
+        "--vm",
+        "a=/run/a b,c \"d\" 'e' $f/a/crosvm.sock",
+    ]
+
+
+def test_tray() -> None:
+    config = structure({"user": "alice", "vmsilo-tray": {"logLevel": "trace"}})
+    args = tray_argv(config, ARTIFACTS)
+    assert flatten(args) == ["/nix/store/ffff-tray/bin/vmsilo-tray", "--log-level", "trace"]
+    assert args[1].sources == (("vmsilo-tray", "logLevel"),)
+    default = tray_argv(structure({"user": "alice"}), Artifacts())
+    assert flatten(default) == ["vmsilo-tray", "--log-level", "info"]
