@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from .paths import Segment, format_path
+from .schema import ROOT
 
 OptionPath = tuple[Segment, ...]
 KvValue = str | int | bool
@@ -26,10 +27,10 @@ class Arg:
     sources: tuple[OptionPath, ...] = ()
     note: str = ""  # why, when vmsilo chose this itself rather than an option
 
-    def explain(self, vm_names: Sequence[str | None] = ()) -> str:
+    def explain(self, vm_names: Sequence[str | None] = (), root: str = ROOT) -> str:
         """The option paths (or the note) for people."""
         if self.sources:
-            return ", ".join(format_path(s, vm_names) for s in self.sources)
+            return ", ".join(format_path(s, vm_names, root) for s in self.sources)
         return self.note
 
 
@@ -56,14 +57,33 @@ _LOOKS_TYPED = re.compile(r"^(true|false|[+-]?(0[xob])?[0-9a-fA-F_]+)$")
 
 
 def kv_value(value: KvValue) -> str:
-    """One value as crosvm's key=value parser reads it back exactly."""
+    """One value as crosvm's key=value parser reads it back exactly.
+
+    A string that is a whole bracketed list (``[[mode=windowed[1920,1080]]]`` for ``--gpu
+    displays``) is crosvm syntax the user wrote on purpose and goes through as it is; any other
+    string holding a separator, bracket or quote is quoted.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
     if value and not _NEEDS_QUOTES.search(value) and not _LOOKS_TYPED.match(value):
         return value
+    if is_bracketed_list(value):
+        return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def is_bracketed_list(value: str) -> bool:
+    """``[...]`` whose brackets balance and close only at the end, with no quotes inside."""
+    if not (value.startswith("[") and value.endswith("]")) or '"' in value or "'" in value:
+        return False
+    depth = 0
+    for i, ch in enumerate(value):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if depth == 0 and i != len(value) - 1:
+            return False
+    return depth == 0
 
 
 def kv_list(pairs: Iterable[tuple[str, KvValue | None]]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import os
 import sys
@@ -20,13 +21,18 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, nix, options_render, source
+from . import __version__, nix, options_render, plan, show_render, source
+from .artifacts import Artifacts, load_artifacts
 from .convert import unstructure
-from .errors import ConfigError, NixError, NixNotFoundError, VmsiloError
+from .errors import ConfigError, NixError, NixNotFoundError, SourceError, VmsiloError
 from .model import Vm
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
+
+
+class UsageError(VmsiloError):
+    """The command line names something that does not exist (exit status 2)."""
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +48,15 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a .nix file evaluating to the programs.vmsilo attribute set, or a .json file "
         "with the same data (- reads JSON from standard input)",
+    )
+
+
+def _artifacts_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--artifacts",
+        metavar="FILE",
+        help="JSON of store paths Nix built (program packages, kernels, initrds, root images); "
+        "without it, programs run from PATH and boot artifacts are reported unbuilt",
     )
 
 
@@ -87,6 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
         "system prints config.programs.vmsilo (without _internal, package and guestConfig).",
     )
     _source_args(ev)
+
+    plan_p = sub.add_parser(
+        "plan",
+        help="what running the VMs takes: crosvm, virtiofsd, TAPs, overlays, order",
+        description="Plan every VM (or the named ones) from the configuration. Nothing is run.",
+    )
+    plan_p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
+    _source_args(plan_p)
+    _artifacts_arg(plan_p)
+    _json_arg(plan_p)
+
+    show = sub.add_parser(
+        "show",
+        help="one VM's plan for people, each flag with the option that produced it",
+        description="Show one VM's plan: the crosvm command one flag a line with the option "
+        "path beside it, each virtiofsd, networking, overlay and sound.",
+    )
+    show.add_argument("vm", metavar="VM")
+    _source_args(show)
+    _artifacts_arg(show)
+    _json_arg(show)
 
     opts = sub.add_parser(
         "options",
@@ -196,7 +232,55 @@ def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"check": cmd_check, "eval": cmd_eval, "options": cmd_options}
+def _plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> plan.Plan:
+    config = _load(args, err)
+    names = [vm.name for vm in config.nixos_vms]
+    for name in wanted:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"no VM is named {name!r}{hint} (VMs: {', '.join(names) or 'none'})")
+    artifacts = Artifacts()
+    if args.artifacts:
+        artifacts = load_artifacts(
+            source.parse_json_text(_read_text(args.artifacts), args.artifacts)
+        )
+    return plan.plan(config, artifacts)
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: cannot read: {e}") from None
+
+
+def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
+    p = _plan(args, err, args.vms)
+    if args.json:
+        print(json.dumps(plan.to_json(p, args.vms or None), indent=2))
+        return EXIT_OK
+    out.print(show_render.summary(p, args.vms or None))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
+    p = _plan(args, err, [args.vm])
+    if args.json:
+        print(json.dumps(plan.vm_json(p.vms[args.vm], p.vm_names), indent=2))
+        return EXIT_OK
+    for part in show_render.vm(p, args.vm):
+        out.print(part)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "check": cmd_check,
+    "eval": cmd_eval,
+    "plan": cmd_plan,
+    "show": cmd_show,
+    "options": cmd_options,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         _print_problems(e, err)
         return EXIT_INVALID
+    except UsageError as e:
+        _error(err, str(e))
+        return EXIT_USAGE
     except NixNotFoundError as e:
         _error(err, str(e))
         return EXIT_MISSING

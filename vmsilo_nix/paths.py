@@ -26,7 +26,8 @@ def format_path(
                     safe = name.isprintable() and _encodable(name)
                     out += f" ({name if safe else json.dumps(name)})"
         else:
-            out += "." + (seg if _IDENT.match(seg) else json.dumps(seg))  # json: ASCII-safe
+            name = seg if _IDENT.match(seg) else json.dumps(seg)  # json: ASCII-safe
+            out += f".{name}" if out else name
     return out
 
 
