@@ -15,7 +15,7 @@ import pytest
 
 from vmsilo_nix import nix, options_render
 
-from .conftest import EXAMPLES, OFFLINE, needs_nix
+from .conftest import EXAMPLES, OFFLINE, ROOT, needs_nix
 
 DESKTOP_NIX = str(EXAMPLES / "desktop.nix")
 DESKTOP_JSON = str(EXAMPLES / "desktop.json")
@@ -256,3 +256,66 @@ def test_one_nix_process_whatever_the_number_of_vms(
         assert result.code == 0, result.err
         calls = log.read_text().splitlines()
         assert calls == ["call eval --file"]
+
+
+ARTIFACTS_FILE = str(ROOT / "tests" / "golden" / "desktop-artifacts.json")
+
+
+@needs_nix
+def test_plan_json_is_the_same_from_every_source(run: Any, example_flake: str) -> None:
+    outs = [
+        run("plan", "--json", "--artifacts", ARTIFACTS_FILE, *args)
+        for args in (
+            ["--file", DESKTOP_NIX],
+            ["--file", DESKTOP_JSON],
+            ["--flake", f"{example_flake}#desktop"],
+        )
+    ]
+    assert [r.code for r in outs] == [0, 0, 0], [r.err for r in outs]
+    assert outs[0].out == outs[1].out == outs[2].out
+    golden = json.loads((ROOT / "tests" / "golden" / "desktop-plan.json").read_text())
+    assert outs[0].json() == golden
+
+
+def test_plan_of_some_vms(run: Any) -> None:
+    result = run("plan", "--json", "vault", "banking", "--file", DESKTOP_JSON)
+    assert result.code == 0
+    doc = result.json()
+    assert list(doc["vms"]) == ["banking", "vault"] and doc["startOrder"] == ["banking", "vault"]
+    assert doc["vms"]["vault"]["unbuilt"] == ["initrd", "kernel", "rootImage", "toplevel"]
+
+
+def test_plan_and_show_for_people(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    table = run("plan", "--file", DESKTOP_JSON)
+    assert table.code == 0
+    assert "start order: banking, vault, net, work" in table.out
+    shown = run("show", "work", "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE)
+    assert shown.code == 0
+    lines = shown.out.splitlines()
+    assert any(
+        line.startswith("--mem 8192") and "nixosVms[1] (work).memory" in line for line in lines
+    )
+    assert any(line.startswith("--shared-dir=/srv/reference") for line in lines)
+    assert any("work-0" in line and "br-work" in line and "alice" in line for line in lines)
+    assert "not built yet" not in shown.out
+    unbuilt = run("show", "vault", "--file", DESKTOP_JSON)
+    assert "not built yet: initrd, kernel, rootImage, toplevel" in unbuilt.out
+    as_json = run("show", "net", "--json", "--file", DESKTOP_JSON)
+    assert as_json.json()["crosvm"]["argv"][-1] == "<unbuilt:kernel>"
+
+
+def test_unknown_vm_is_a_usage_error(run: Any) -> None:
+    result = run("show", "bankng", "--file", DESKTOP_JSON)
+    assert result.code == 2
+    assert "no VM is named 'bankng'; did you mean 'banking'?" in result.err
+
+
+def test_bad_artifacts_file(run: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "a.json"
+    bad.write_text('{"vms": {"work": {"kernal": "/k"}}}')
+    result = run("plan", "--file", DESKTOP_JSON, "--artifacts", str(bad))
+    assert result.code == 1
+    assert "artifacts.vms.work.kernal: unknown option; did you mean 'kernel'?" in result.err
+    result = run("plan", "--file", DESKTOP_JSON, "--artifacts", str(tmp_path / "none.json"))
+    assert result.code == 3 and "cannot read" in result.err

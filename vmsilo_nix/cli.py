@@ -154,29 +154,24 @@ def _load(args: argparse.Namespace, err: Console) -> Any:
         return source.load(src, _nix_options(args))
 
 
+def print_json(data: object, *, sort_keys: bool = False) -> None:
+    """Indented for a terminal; compact for pipes and files, where the C encoder is ~10x faster
+    (Python's json only uses it without indentation)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
+
+
 def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         config = _load(args, err)
     except ConfigError as e:
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "valid": False,
-                        "problems": [{"path": p.path, "message": p.message} for p in e.problems],
-                    },
-                    indent=2,
-                )
-            )
+            problems = [{"path": p.path, "message": p.message} for p in e.problems]
+            print_json({"valid": False, "problems": problems})
         _print_problems(e, err)
         return EXIT_INVALID
     if args.json:
-        print(
-            json.dumps(
-                {"valid": True, "problems": [], "vms": [vm.name for vm in config.nixos_vms]},
-                indent=2,
-            )
-        )
+        print_json({"valid": True, "problems": [], "vms": [vm.name for vm in config.nixos_vms]})
     else:
         out.print(Text.assemble(("valid", "green"), ": " + _vm_summary(config.nixos_vms)))
     return EXIT_OK
@@ -204,7 +199,7 @@ def _print_problems(e: ConfigError, err: Console) -> None:
 
 def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
     config = _load(args, err)
-    print(json.dumps(unstructure(config), sort_keys=True, indent=2))
+    print_json(unstructure(config), sort_keys=True)
     return EXIT_OK
 
 
@@ -258,7 +253,7 @@ def _read_text(path: str) -> str:
 def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     p = _plan(args, err, args.vms)
     if args.json:
-        print(json.dumps(plan.to_json(p, args.vms or None), indent=2))
+        print_json(plan.to_json(p, args.vms or None))
         return EXIT_OK
     out.print(show_render.summary(p, args.vms or None))
     return EXIT_OK
@@ -267,7 +262,7 @@ def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
 def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     p = _plan(args, err, [args.vm])
     if args.json:
-        print(json.dumps(plan.vm_json(p.vms[args.vm], p.vm_names), indent=2))
+        print_json(plan.vm_json(p.vms[args.vm], p.vm_names))
         return EXIT_OK
     for part in show_render.vm(p, args.vm):
         out.print(part)
