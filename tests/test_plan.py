@@ -207,11 +207,49 @@ def test_start_order_puts_dependencies_first() -> None:
 
 def test_plan_json_shape_is_stable() -> None:
     doc = to_json(plan(desktop(), ARTIFACTS), ["work"])
-    assert list(doc) == ["vms", "startOrder", "nat", "balloond", "tray"]
+    assert list(doc) == ["vms", "startOrder", "nat", "isolatedPciDevices", "balloond", "tray"]
     work = doc["vms"]["work"]
-    assert list(doc["vms"]) == ["work"] and doc["startOrder"] == ["work"]
+    # starting work starts net first, so the order names it although only work was asked for
+    assert list(doc["vms"]) == ["work"] and doc["startOrder"] == ["net", "work"]
     assert isinstance(work["crosvm"]["argv"], list) and work["crosvm"]["argv"][0].endswith("crosvm")
     assert [s["tag"] for s in work["virtiofsd"]] == ["home", "projects", "reference"]
     assert all(isinstance(s["argv"], list) for s in work["virtiofsd"])
     assert work["taps"][0]["name"] == "work-0" and work["taps"][0]["mac"]
     assert isinstance(work["cid"], int)
+
+
+def test_wayland_security_context_carries_name_and_colour() -> None:
+    p = plan(desktop()).vms
+    assert p["vault"].wayland is None  # gpu = false
+    w = p["banking"].wayland
+    assert w is not None and (w.app_id, w.instance_id, w.color) == (
+        "banking",
+        "banking #2e7d32",
+        "#2e7d32",
+    )
+    work = p["work"].wayland
+    assert work is not None and work.color == "#4169e1"  # royalblue
+
+
+def test_wayland_socket_only_with_cross_domain() -> None:
+    def argv(gpu: Any) -> list[str]:
+        config = check({"user": "a", "nixosVms": [{"name": "x", "gpu": gpu}]})
+        return flatten(plan(config).vms["x"].crosvm)
+
+    assert "--wayland-sock" in argv({"context-types": "virgl2:cross-domain"})
+    plain = argv({"backend": "2d"})
+    assert "--wayland-sock" not in plain and 'backend="2d"' in plain
+    assert "--gpu" not in argv(False)
+
+
+def test_auto_start_reaches_the_plan() -> None:
+    doc = to_json(plan(desktop()))
+    assert {n: v["autoStart"] for n, v in doc["vms"].items()} == {
+        "banking": False,
+        "work": False,
+        "vault": False,
+        "net": True,
+    }
+    assert doc["isolatedPciDevices"] == [
+        {"bdf": "0000:03:00.0", "sysfs": "/sys/bus/pci/devices/0000:03:00.0"}
+    ]

@@ -419,6 +419,7 @@ def test_vfio_keys_are_current_crosvm() -> None:
         ("extraRunArgs", ["--core-scheduling=false"], "vmsilo already passes --core-scheduling"),
         ("extraRunArgs", ["--gpu", "backend=2d"], "crosvm allows one GPU"),
         ("extraRunArgs", ["--vhost-user-fs", "/s:tag"], "crosvm no longer has --vhost-user-fs"),
+        ("extraRunArgs", ["--no-balloon"], "vmsilo-balloond moves memory through the balloon"),
         ("extraArgs", ["--log-level", "debug"], "set that option instead"),
         ("extraArgs", ["--disable-sandbox"], "is not a global crosvm flag"),
         ("extraArgs", ["run"], "vmsilo adds `run` itself"),
@@ -493,3 +494,21 @@ def test_check_gives_up_on_rules_when_a_required_value_is_broken() -> None:
     assert [str(p) for p in info.value.problems] == [
         f"{VM}[0].name: expected string, got the integer 1"
     ]
+
+
+def test_core_scheduling_is_free_when_isolation_is_per_vm() -> None:
+    extra = {"extraRunArgs": ["--core-scheduling=false"]}
+    assert check(vms({"name": "a", "crosvm": extra}, schedulerIsolation="vm")) == []
+    assert len(check(vms({"name": "a", "crosvm": extra}, schedulerIsolation="off"))) == 1
+
+
+@pytest.mark.parametrize("level", ["info", "off", "info,devices=debug", "trace,vm_control=warn"])
+def test_crosvm_log_levels_accepted(level: str) -> None:
+    assert check({"crosvm": {"logLevel": level}}) == []
+
+
+@pytest.mark.parametrize("level", ["loud", "", "info,", "devices=", "INFO"])
+def test_crosvm_log_levels_rejected(level: str) -> None:
+    assert len(check({"crosvm": {"logLevel": level}})) == 1
+    found = check(vms({"name": "a", "crosvm": {"logLevel": level}}))
+    assert len(found) == 1 and found[0].startswith(f"{VM}[0] (a).crosvm.logLevel: expected a level")

@@ -16,6 +16,7 @@ from .kernel import user_params, vmsilo_params
 from .layout import Layout
 from .model import Config, Freeform
 from .values import normalise_bdf, sysfs_path
+from .wayland import WaylandPlan
 
 UNBUILT = "<unbuilt:{}>"
 # The default GPU serves Wayland forwarding only: cross-domain contexts carry the guest's
@@ -52,6 +53,7 @@ def crosvm_args(
     sound: Sequence[Arg],
     shares: Sequence[Arg],
     network: Sequence[Arg],
+    wayland: WaylandPlan | None,
     unbuilt: list[str],
 ) -> list[Arg]:
     """Every argument, in order, each with the options that decided it.
@@ -108,14 +110,8 @@ def crosvm_args(
     if vm.gpu is not False:
         gpu = DEFAULT_GPU if vm.gpu is True else tuple(vm.gpu.items())
         out.append(arg("--gpu", kv_list(gpu), source=(*src, "gpu")))
-        out.append(
-            arg(
-                "--wayland-sock",
-                layout.wayland_socket(vm.name),
-                source=(*src, "gpu"),
-                note="the VM's Wayland socket, behind its security context",
-            )
-        )
+    if wayland is not None:
+        out.append(arg("--wayland-sock", wayland.socket, sources=wayland.sources))
     out += sound
     out += shares
     for j, dev in enumerate(vm.vhost_user):

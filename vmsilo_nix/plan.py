@@ -20,6 +20,8 @@ from .layout import Layout
 from .model import Config
 from .order import start_order
 from .paths import format_path
+from .values import normalise_bdf, sysfs_path
+from .wayland import WaylandPlan, plan_wayland
 
 
 @attrs.frozen(kw_only=True)
@@ -33,6 +35,8 @@ class VmPlan:
     network: network.VmNetwork
     overlay: overlay.OverlayPlan
     sound: sound.SoundPlan | None
+    wayland: WaylandPlan | None
+    auto_start: bool
     unbuilt: tuple[str, ...]  # artifacts Nix has not supplied: kernel, initrd, rootImage, ...
 
 
@@ -41,6 +45,8 @@ class Plan:
     vms: Mapping[str, VmPlan]  # in configuration order
     start_order: tuple[str, ...]
     nat: network.NatPlan | None
+    isolated_pci_devices: tuple[str, ...]  # normalised BDFs bound to vfio-pci at boot
+    depends_on: Mapping[str, tuple[str, ...]]
     balloond: tuple[Arg, ...]
     tray: tuple[Arg, ...]
 
@@ -55,6 +61,7 @@ def plan_vm(config: Config, index: int, cid: int, layout: Layout, artifacts: Art
     net = network.plan_vm_network(config, index, artifacts)
     disk = overlay.plan_overlay(config, index, layout, artifacts)
     snd = sound.plan_sound(config, index, layout, artifacts)
+    way = plan_wayland(vm, index, layout)
     unbuilt: list[str] = []
     args = crosvm.crosvm_args(
         config,
@@ -66,6 +73,7 @@ def plan_vm(config: Config, index: int, cid: int, layout: Layout, artifacts: Art
         sound=sound.crosvm_args(snd),
         shares=virtiofs.crosvm_args(shares),
         network=net.crosvm,
+        wayland=way,
         unbuilt=unbuilt,
     )
     return VmPlan(
@@ -78,6 +86,8 @@ def plan_vm(config: Config, index: int, cid: int, layout: Layout, artifacts: Art
         network=net,
         overlay=disk,
         sound=snd,
+        wayland=way,
+        auto_start=vm.auto_start,
         unbuilt=tuple(sorted(set(unbuilt))),
     )
 
@@ -95,6 +105,8 @@ def plan(config: Config, artifacts: Artifacts | None = None, layout: Layout | No
         vms=vms,
         start_order=tuple(start_order(config)),
         nat=network.plan_nat(config),
+        isolated_pci_devices=tuple(normalise_bdf(b) for b in config.isolated_pci_devices),
+        depends_on={vm.name: vm.depends_on for vm in config.nixos_vms},
         balloond=daemons.balloond_argv(config, layout, artifacts),
         tray=daemons.tray_argv(config, artifacts),
     )
@@ -159,17 +171,42 @@ def vm_json(p: VmPlan, names: Sequence[str | None]) -> dict[str, Any]:
             "capture": p.sound.capture,
             **_args_json(p.sound.argv, names),
         },
+        "wayland": None
+        if p.wayland is None
+        else {
+            "socket": p.wayland.socket,
+            "securityContext": {
+                "sandboxEngine": p.wayland.sandbox_engine,
+                "appId": p.wayland.app_id,
+                "instanceId": p.wayland.instance_id,
+            },
+            "color": p.wayland.color,
+        },
+        "autoStart": p.auto_start,
         "unbuilt": list(p.unbuilt),
     }
+
+
+def needed_by(p: Plan, wanted: Sequence[str]) -> set[str]:
+    """The wanted VMs and everything they depend on, transitively: what starting them starts."""
+    seen: set[str] = set()
+    todo = list(wanted)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += p.depends_on.get(name, ())
+    return seen
 
 
 def to_json(p: Plan, only: Sequence[str] | None = None) -> dict[str, Any]:
     names = p.vm_names
     wanted = [n for n in p.vms if only is None or n in only]
+    started = needed_by(p, wanted)
     nat = p.nat
     return {
         "vms": {n: vm_json(p.vms[n], names) for n in wanted},
-        "startOrder": [n for n in p.start_order if n in wanted],
+        "startOrder": [n for n in p.start_order if n in started],
         "nat": None
         if nat is None
         else {
@@ -177,6 +214,7 @@ def to_json(p: Plan, only: Sequence[str] | None = None) -> dict[str, Any]:
             "internalInterfaces": list(nat.internal_interfaces),
             "networks": list(nat.networks),
         },
+        "isolatedPciDevices": [{"bdf": b, "sysfs": sysfs_path(b)} for b in p.isolated_pci_devices],
         "balloond": _args_json(p.balloond, names),
         "tray": _args_json(p.tray, names),
     }

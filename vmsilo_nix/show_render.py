@@ -35,6 +35,8 @@ def vm(p: Plan, name: str) -> Iterator[RenderableType]:
         yield _args_table(f"sound backend ({what})", v.sound.argv, names)
     yield from _network(v)
     yield _overlay(v)
+    yield _wayland(v)
+    yield Text("starts at boot" if v.auto_start else "starts on first use (socket activation)")
 
 
 def _heading(v: VmPlan) -> Text:
@@ -60,6 +62,16 @@ def _network(v: VmPlan) -> Iterator[RenderableType]:
     yield Text("set-up: " + "; ".join(shlex.join(c) for c in v.network.setup_argv()))
     for file, body in v.network.guest_files.items():
         yield Text.assemble((f"guest {file}:", "bold"), "\n", body.rstrip())
+
+
+def _wayland(v: VmPlan) -> Text:
+    w = v.wayland
+    if w is None:
+        return Text("wayland: none (no cross-domain GPU context)")
+    return Text(
+        f"wayland: {w.socket}, security context engine={w.sandbox_engine} app_id={w.app_id} "
+        f"instance_id={w.instance_id!r} (border {w.color})"
+    )
 
 
 def _overlay(v: VmPlan) -> Text:

@@ -31,6 +31,8 @@ DEFAULT_SHARED_HOME = "/shared/{vm}"
 TAG_MAX_BYTES = 36  # virtiofsd --tag limit
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LEVELS = ("error", "warn", "info", "debug", "trace")
+_LEVEL = r"(?:off|error|warn|info|debug|trace)"
+_CROSVM_LOG = re.compile(rf"^(?:[A-Za-z0-9_:]+=)?{_LEVEL}(?:,(?:[A-Za-z0-9_:]+=)?{_LEVEL})*$")
 _UID_MAP = re.compile(r"^([^A-Za-z0-9])\d+\1\d+\1\d+\1$")
 _TRANSLATE = re.compile(
     r"^(?:(?:guest|host|squash-guest|squash-host|map):\d+:\d+:\d+|forbid-guest:\d+:\d+)$"
@@ -85,7 +87,8 @@ def vm_names(c: Config) -> Iterator[Finding]:
 
 @rule
 def global_names(c: Config) -> Iterator[Finding]:
-    """`user` is set; log levels of the daemons are known levels."""
+    """`user` is set; log levels of the daemons are known levels; crosvm log levels are a level
+    or crosvm's filter list (`info,devices=debug`)."""
     if not c.user.strip():
         yield ("user",), "must name the account that runs the VMs"
     for path, level in (
@@ -94,6 +97,21 @@ def global_names(c: Config) -> Iterator[Finding]:
     ):
         if level not in _LEVELS:
             yield path, f"expected one of {', '.join(_LEVELS)}, got {level!r}"
+    levels: list[tuple[tuple[Segment, ...], str]] = [(("crosvm", "logLevel"), c.crosvm.log_level)]
+    levels += [
+        (vm_path(i, "crosvm", "logLevel"), vm.crosvm.log_level)
+        for i, vm in enumerate(c.nixos_vms)
+        if vm.crosvm.log_level is not None
+    ]
+    for where_, level in levels:
+        if not _CROSVM_LOG.match(level):
+            yield (
+                where_,
+                (
+                    f"expected a level ({', '.join(_LEVELS)}, off) or filters like "
+                    f"'info,devices=debug', got {level!r}"
+                ),
+            )
 
 
 # --- networking ------------------------------------------------------------------------------
@@ -344,7 +362,10 @@ _OWN_RUN_FLAGS = {
     "--initrd": "initramfs",
     "--vsock": "name (the vsock CID)",
     "--socket": "the control socket vmsilo manages",
-    "--core-scheduling": "programs.vmsilo.schedulerIsolation",
+}
+# Flags that would take away what vmsilo relies on.
+_BREAKING_RUN_FLAGS = {
+    "--no-balloon": "vmsilo-balloond moves memory through the balloon device this removes",
 }
 
 
@@ -354,23 +375,29 @@ def extra_args(c: Config) -> Iterator[Finding]:
     `--initrd`, `--vsock`, `--socket`, `--core-scheduling`, `--log-level`, a second `--gpu`), do
     not use flags crosvm removed, and keep global flags before `run`."""
     any_gpu = any(vm.gpu is not False for vm in c.nixos_vms)
+    own = dict(_OWN_RUN_FLAGS)
+    if c.scheduler_isolation != "vm":  # "vm" passes only the --per-vm-core-scheduling switch
+        own["--core-scheduling"] = "schedulerIsolation"
     yield from _extra_before(
         [(("crosvm", "extraArgs", j), a) for j, a in enumerate(c.crosvm.extra_args)]
     )
     yield from _extra_after(
-        [(("crosvm", "extraRunArgs", j), a) for j, a in enumerate(c.crosvm.extra_run_args)], any_gpu
+        [(("crosvm", "extraRunArgs", j), a) for j, a in enumerate(c.crosvm.extra_run_args)],
+        any_gpu,
+        own,
     )
     for i, vm in enumerate(c.nixos_vms):
-        own = vm.crosvm
+        extra = vm.crosvm
         yield from _extra_before(
-            [(vm_path(i, "crosvm", "extraArgs", j), a) for j, a in enumerate(own.extra_args)]
+            [(vm_path(i, "crosvm", "extraArgs", j), a) for j, a in enumerate(extra.extra_args)]
         )
         yield from _extra_after(
             [
                 (vm_path(i, "crosvm", "extraRunArgs", j), a)
-                for j, a in enumerate(own.extra_run_args)
+                for j, a in enumerate(extra.extra_run_args)
             ],
             vm.gpu is not False,
+            own,
         )
 
 
@@ -388,20 +415,20 @@ def _extra_before(words: list[tuple[tuple[Segment, ...], str]]) -> Iterator[Find
             )
 
 
-def _extra_after(words: list[tuple[tuple[Segment, ...], str]], gpu: bool) -> Iterator[Finding]:
+def _extra_after(
+    words: list[tuple[tuple[Segment, ...], str]], gpu: bool, own: Mapping[str, str]
+) -> Iterator[Finding]:
     for path, word in words:
         flag = grammar.canonical_flag(word)
-        if flag in _OWN_RUN_FLAGS:
-            yield (
-                path,
-                (
-                    f"vmsilo already passes {flag} (from {_OWN_RUN_FLAGS[flag]}); crosvm "
-                    "refuses it twice"
-                ),
-            )
+        if flag is None:
+            continue
+        if flag in own:
+            yield path, f"vmsilo already passes {flag} (from {own[flag]}); crosvm refuses it twice"
         elif flag == "--gpu" and gpu:
             yield path, "vmsilo already passes --gpu (from gpu); crosvm allows one GPU"
-        elif flag is not None and flag in grammar.RUN_REMOVED:
+        elif flag in _BREAKING_RUN_FLAGS:
+            yield path, f"{flag} cannot be used: {_BREAKING_RUN_FLAGS[flag]}"
+        elif flag in grammar.RUN_REMOVED:
             yield path, f"crosvm no longer has {flag}: {grammar.RUN_REMOVED[flag]}"
 
 
