@@ -250,9 +250,9 @@ def test_one_nix_process_whatever_the_number_of_vms(
         + " ".join(f'{{ name = "vm{i}"; network.interfaces.wan.tap = {{ }}; }}' for i in range(vms))
         + " ]; }\n"
     )
-    for command in ("check", "eval"):
+    for command in (["check"], ["eval"], ["plan", "--json"], ["show", "vm0"]):
         log.unlink(missing_ok=True)
-        result = run(command, "--file", str(config))
+        result = run(*command, "--file", str(config))
         assert result.code == 0, result.err
         calls = log.read_text().splitlines()
         assert calls == ["call eval --file"]
@@ -285,12 +285,23 @@ def test_plan_of_some_vms(run: Any) -> None:
     assert doc["vms"]["vault"]["unbuilt"] == ["initrd", "kernel", "rootImage", "toplevel"]
 
 
+@needs_nix
+def test_show_from_the_flake(run: Any, example_flake: str) -> None:
+    shown = run("show", "banking", "--flake", f"{example_flake}#desktop")
+    assert shown.code == 0, shown.err
+    assert "VM banking" in shown.out and "banking-0" in shown.out
+
+
+@needs_nix
 def test_plan_and_show_for_people(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     table = run("plan", "--file", DESKTOP_JSON)
     assert table.code == 0
     assert "start order: banking, vault, net, work" in table.out
     shown = run("show", "work", "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE)
+    assert (
+        shown.out == run("show", "work", "--file", DESKTOP_NIX, "--artifacts", ARTIFACTS_FILE).out
+    )
     assert shown.code == 0
     lines = shown.out.splitlines()
     assert any(
