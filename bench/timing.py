@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,3 +55,50 @@ def module_eval_command(nix_file: Path) -> list[str] | None:
     os.environ["OPTIONS_MODULE"] = str(ROOT / "nix" / "options.nix")
     os.environ["CONFIG_FILE"] = str(nix_file)
     return [*NIX, "eval", "--json", "--file", str(MODULE_EVAL)]
+
+
+def run_benchmark(
+    commands_for: Callable[[Path, int], dict[str, list[str]]], focus: str, repeat: int = 5
+) -> None:
+    """Command line, measurement and report shared by the benchmarks.
+
+    ``commands_for(tmp, n)`` writes the inputs for ``n`` VMs and returns the commands to time,
+    ``nix`` (the bare evaluation) among them; the module system is added when available.
+    ``focus`` is the command whose ratios and peak memory are reported.
+    """
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100, 1000])
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.sizes:
+            cmds = commands_for(Path(tmp), n)
+            module = module_eval_command(Path(tmp) / f"config-{n}.nix")
+            if module:
+                cmds["module"] = module
+            rows.append(
+                {
+                    "vms": n,
+                    "median_s": medians(cmds, args.repeat),
+                    "rss_kib": peak_rss_kib(cmds[focus]),
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    names = list(rows[0]["median_s"])
+    print(
+        f"{'VMs':>5} "
+        + " ".join(f"{n:>9}" for n in names)
+        + f" {focus + '/nix':>12} {focus + '/module':>14} {'RSS ' + focus:>12}"
+    )
+    for r in rows:
+        m = r["median_s"]
+        mod = f"{m[focus] / m['module']:>14.3f}" if "module" in m else f"{'-':>14}"
+        print(
+            f"{r['vms']:>5} "
+            + " ".join(f"{m[n]:>8.3f}s" for n in names)
+            + f" {m[focus] / m['nix']:>12.2f} {mod} {r['rss_kib'] / 1024:>10.1f}Mi"
+        )
