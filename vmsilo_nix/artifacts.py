@@ -26,6 +26,7 @@ PROGRAMS = (
     "pw-container",
     "vmsilo-balloond",
     "vmsilo-tray",
+    "vmsilo",
 )
 
 

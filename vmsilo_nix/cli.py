@@ -21,11 +21,12 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, nix, options_render, plan, show_render, source
+from . import __version__, generate, nix, options_render, plan, show_render, source
 from .artifacts import Artifacts, load_artifacts
 from .convert import unstructure
 from .errors import ConfigError, NixError, NixNotFoundError, SourceError, VmsiloError
-from .model import Vm
+from .model import Config, Vm
+from .tree import write_tree
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -123,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     _source_args(show)
     _artifacts_arg(show)
     _json_arg(show)
+
+    gen = sub.add_parser(
+        "generate",
+        help="write the package tree: launchers, vm-* commands, desktop files, completion",
+        description="Write the package tree the NixOS module installs as programs.vmsilo.package. "
+        "The tree is swapped in whole, so a failure leaves the previous one intact; an "
+        "unchanged configuration writes nothing.",
+    )
+    _source_args(gen)
+    gen.add_argument("--out", "-o", required=True, metavar="DIR", help="the tree's directory")
+    _artifacts_arg(gen)
+    _json_arg(gen)
 
     opts = sub.add_parser(
         "options",
@@ -228,6 +241,12 @@ def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> plan.Plan:
+    return _config_and_plan(args, err, wanted)[1]
+
+
+def _config_and_plan(
+    args: argparse.Namespace, err: Console, wanted: Sequence[str] = ()
+) -> tuple[Config, plan.Plan, Artifacts]:
     config = _load(args, err)
     names = [vm.name for vm in config.nixos_vms]
     for name in wanted:
@@ -240,7 +259,7 @@ def _plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> plan
         artifacts = load_artifacts(
             source.parse_json_text(_read_text(args.artifacts), args.artifacts)
         )
-    return plan.plan(config, artifacts)
+    return config, plan.plan(config, artifacts), artifacts
 
 
 def _read_text(path: str) -> str:
@@ -269,7 +288,26 @@ def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    config, p, artifacts = _config_and_plan(args, err)
+    tree = generate.build_tree(config, p, artifacts)
+    changed = write_tree(Path(args.out), tree)
+    if args.json:
+        print_json({"out": args.out, "changed": changed, "entries": len(tree), "vms": list(p.vms)})
+    elif changed:
+        out.print(f"wrote {len(tree)} files for {len(p.vms)} VMs to {args.out}")
+    else:
+        out.print(f"{args.out} is up to date")
+    unbuilt = [n for n, v in p.vms.items() if v.unbuilt]
+    if unbuilt:
+        err.print(
+            Text(f"note: not built yet, their launchers refuse to start: {', '.join(unbuilt)}")
+        )
+    return EXIT_OK
+
+
 COMMANDS = {
+    "generate": cmd_generate,
     "check": cmd_check,
     "eval": cmd_eval,
     "plan": cmd_plan,

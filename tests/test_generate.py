@@ -1,0 +1,204 @@
+"""The generated tree: every file checked by the real tools, deterministic, written whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmsilo_nix.artifacts import load_artifacts
+from vmsilo_nix.generate import build_tree
+from vmsilo_nix.plan import plan
+from vmsilo_nix.tree import File, Link, TreeError, read_tree, write_tree
+from vmsilo_nix.validate import check
+
+from .conftest import EXAMPLES, ROOT
+
+ARTIFACTS = load_artifacts(json.loads((ROOT / "tests/golden/desktop-artifacts.json").read_text()))
+FIREFOX = """[Desktop Entry]
+Type=Application
+Name=Firefox
+Name[de]=Firefox Webbrowser
+GenericName=Web Browser
+Exec=firefox --name firefox %U
+Icon=firefox
+Categories=Network;WebBrowser;
+MimeType=text/html;
+"""
+
+
+def guest_package(root: Path) -> str:
+    pkg = root / "nix-store" / "abc-firefox-140"
+    if pkg.exists():
+        return str(pkg)
+    (pkg / "share/applications").mkdir(parents=True)
+    (pkg / "share/applications/firefox.desktop").write_text(FIREFOX)
+    (pkg / "share/icons/hicolor/scalable/apps").mkdir(parents=True)
+    (pkg / "share/icons/hicolor/scalable/apps/firefox.svg").write_text("<svg/>")
+    (pkg / "bin").mkdir()
+    (pkg / "bin/firefox").write_text("#!/bin/sh\n")
+    return str(pkg)
+
+
+def desktop_config(tmp: Path) -> Any:
+    raw = json.loads((EXAMPLES / "desktop.json").read_text())
+    raw["nixosVms"][0]["guestPrograms"] = [guest_package(tmp)]
+    return check(raw)
+
+
+def tree_for(tmp: Path) -> dict[str, File | Link]:
+    config = desktop_config(tmp)
+    return dict(build_tree(config, plan(config, ARTIFACTS), ARTIFACTS))
+
+
+def test_layout(tmp_path: Path) -> None:
+    tree = tree_for(tmp_path)
+    assert sorted(p for p in tree if p.startswith("bin/")) == [
+        "bin/vm-run",
+        "bin/vm-shell",
+        "bin/vm-start",
+        "bin/vm-status",
+        "bin/vm-stop",
+    ]
+    for vm in ("banking", "work", "vault", "net"):
+        assert f"libexec/vmsilo/{vm}/launch" in tree
+    # only VMs whose GPU carries Wayland have a proxy
+    assert sorted(p for p in tree if p.endswith("wayland-proxy")) == [
+        "libexec/vmsilo/banking/wayland-proxy",
+        "libexec/vmsilo/work/wayland-proxy",
+    ]
+    assert "share/applications/vmsilo-banking-firefox.desktop" in tree
+    assert tree["share/bash-completion/completions/vm-stop"] == Link("vm-run")
+    assert "share/vmsilo/guest/banking/network/10-vmsilo-wan.network" in tree
+    for path, entry in tree.items():
+        if isinstance(entry, File):
+            executable = path.startswith(("bin/", "libexec/"))
+            assert entry.mode == (0o755 if executable else 0o644), path
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_every_script_passes_shellcheck_and_bash_n(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, tree_for(tmp_path))
+    scripts = sorted(str(p) for p in (out / "bin").iterdir()) + sorted(
+        str(p) for p in (out / "libexec").rglob("*") if p.is_file()
+    )
+    scripts.append(str(out / "share/bash-completion/completions/vm-run"))
+    assert len(scripts) == 5 + 4 + 2 + 1
+    for script in scripts:
+        subprocess.run(["bash", "-n", script], check=True)
+    result = subprocess.run(
+        ["shellcheck", "-s", "bash", *scripts], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("desktop-file-validate") is None, reason="desktop-file-utils not installed"
+)
+def test_desktop_files_validate(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, tree_for(tmp_path))
+    files = sorted((out / "share/applications").iterdir())
+    assert [f.name for f in files] == ["vmsilo-banking-firefox.desktop"]
+    result = subprocess.run(
+        ["desktop-file-validate", *map(str, files)], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout == "", result.stdout
+    text = files[0].read_text()
+    assert "Exec=vm-run banking firefox --name firefox\n" in text
+    assert "Name=Firefox (banking)\n" in text
+
+
+def test_generation_is_deterministic_and_unchanged_writes_nothing(tmp_path: Path) -> None:
+    first, second = tree_for(tmp_path), tree_for(tmp_path)
+    assert first == second
+    out = tmp_path / "out"
+    assert write_tree(out, first) is True
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.rglob("*")}
+    assert write_tree(out, second) is False
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.rglob("*")}
+    assert before == after
+    assert read_tree(out) == first
+
+
+def test_changed_config_replaces_the_tree(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, {"a": File(b"1"), "old/b": File(b"2")})
+    assert write_tree(out, {"a": File(b"3", 0o755)}) is True
+    assert read_tree(out) == {"a": File(b"3", 0o755)}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no siblings left
+
+
+CRASH = """
+import os, signal, sys
+from pathlib import Path
+from vmsilo_nix import tree
+written = 0
+real_open = os.open
+def dying_open(*args, **kwargs):
+    global written
+    written += 1
+    if written == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)   # a crash, not an exception: no cleanup runs
+    return real_open(*args, **kwargs)
+os.open = dying_open
+if sys.argv[3] == "no-exchange":
+    tree._exchange = lambda a, b: False
+    real_rename = os.rename
+    def dying_rename(a, b):
+        real_rename(a, b)
+        if ".old-" in str(b):
+            os.kill(os.getpid(), signal.SIGKILL)  # between the two renames of the fallback
+    os.rename = dying_rename
+    os.open = real_open
+tree.write_tree(Path(sys.argv[1]), {f"f{i}": tree.File(b"new") for i in range(50)})
+"""
+
+
+@pytest.mark.parametrize("how", ["exchange", "no-exchange"])
+def test_a_crash_midway_leaves_the_previous_tree(tmp_path: Path, how: str) -> None:
+    out = tmp_path / "out"
+    previous = {f"f{i}": File(b"old") for i in range(10)}
+    write_tree(out, previous)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH, str(out), "20", how],
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == -9
+    if how == "exchange":
+        assert read_tree(out) == previous
+    # the next run recovers whatever the crash left, and succeeds
+    new = {"g": File(b"x")}
+    assert write_tree(out, new) is True
+    assert read_tree(out) == new
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_fallback_recovery_restores_the_previous_tree(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    previous = {"f": File(b"old")}
+    write_tree(out, previous)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH, str(out), "0", "no-exchange"],
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == -9
+    assert not out.exists()  # killed between moving the old tree aside and moving the new in
+    assert write_tree(out, previous) is False  # recovery puts the old tree back: nothing to do
+    assert read_tree(out) == previous
+
+
+def test_refuses_a_non_directory(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(TreeError, match="is not a directory"):
+        write_tree(target, {})

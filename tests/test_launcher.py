@@ -1,0 +1,189 @@
+"""End to end: a generated launcher run with recording stand-ins for crosvm, virtiofsd and the
+sound backend, the real qemu-img and bash. The stand-ins must get exactly the planned argv, the
+overlay must exist with its virtual size, and nothing may be left after crosvm ends or dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmsilo_nix.argv import flatten
+from vmsilo_nix.artifacts import Artifacts, VmArtifacts
+from vmsilo_nix.generate import build_tree, launcher_path
+from vmsilo_nix.layout import Layout
+from vmsilo_nix.plan import Plan, plan
+from vmsilo_nix.tree import write_tree
+from vmsilo_nix.validate import check
+
+from .procs import alive, gone
+
+STANDIN = Path(__file__).parent / "standins" / "record.py"
+pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed")
+
+CONFIG: dict[str, Any] = {
+    "user": "alice",
+    "nixosVms": [
+        {
+            "name": "box",
+            "gpu": False,
+            "rootOverlay": {"size": "2G"},
+            "sound": {"capture": True},
+            "sharedHome": "/srv/box home",
+            "sharedDirectories": {"docs": {"path": "/srv/a,b $HOME", "readonly": True}},
+            "network": {"interfaces": {"wan": {"tap": {"name": "vt-box"}}}},
+            "kernelParams": ["quiet", "x='y z'"],
+        },
+        {"name": "unbuilt", "gpu": False, "sharedHome": False},
+    ],
+}
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.record = tmp / "record"
+        self.record.mkdir()
+        self.bin = tmp / "bin"
+        self.bin.mkdir()
+        for name in ("crosvm", "virtiofsd", "vhost-device-sound", "pw-container", "ip"):
+            (self.bin / name).symlink_to(STANDIN)
+        layout = Layout(run_dir=str(tmp / "run"), state_dir=str(tmp / "state dir"))
+        built = VmArtifacts(
+            kernel="/k/bzImage", initrd="/k/initrd", root_image="/k/root.img", toplevel="/k/system"
+        )
+        self.artifacts = Artifacts(vms={"box": built})
+        config = check(CONFIG)
+        self.plan: Plan = plan(config, self.artifacts, layout)
+        self.out = tmp / "out"
+        write_tree(self.out, build_tree(config, self.plan, self.artifacts))
+        self.env = {
+            **os.environ,
+            "PATH": f"{self.bin}:{os.environ['PATH']}",
+            "VMSILO_RECORD": str(self.record),
+            "VMSILO_BEHAVE_VIRTIOFSD": "serve",
+            "VMSILO_BEHAVE_VHOST_DEVICE_SOUND": "serve",
+        }
+
+    def launch(self, vm: str, **behave: str) -> subprocess.Popen[str]:
+        env = {**self.env, **{f"VMSILO_BEHAVE_{k.upper()}": v for k, v in behave.items()}}
+        return subprocess.Popen(
+            [str(self.out / launcher_path(vm))],
+            env=env,
+            text=True,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def calls(self, name: str) -> list[list[str]]:
+        path = self.record / f"{name}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def pids(self, name: str) -> list[int]:
+        path = self.record / f"{name}.pids"
+        return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+    def wait_for(self, name: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.calls(name):
+            assert time.monotonic() < deadline, f"{name} never started"
+            time.sleep(0.05)
+
+    def assert_clean(self) -> None:
+        for name in ("crosvm", "virtiofsd", "vhost-device-sound"):
+            for pid in self.pids(name):
+                assert gone(pid), f"{name} ({pid}) left running"
+        run = Path(self.plan.vms["box"].control_socket).parent
+        assert sorted(p.name for p in run.iterdir()) == []  # sockets, pid files, fingerprint
+        assert not Path(str(self.plan.vms["box"].overlay.path)).exists()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    yield r
+    for name in ("crosvm", "virtiofsd", "vhost-device-sound"):
+        for pid in r.pids(name):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_standins_get_exactly_the_planned_argv(rig: Rig) -> None:
+    proc = rig.launch("box", crosvm="sleep")
+    rig.wait_for("crosvm")
+    box = rig.plan.vms["box"]
+    assert rig.calls("crosvm") == [flatten(box.crosvm)[1:]]
+    assert rig.calls("virtiofsd") == [flatten(s.argv)[1:] for s in box.virtiofsd]
+    assert box.sound is not None
+    assert rig.calls("vhost-device-sound") == [flatten(box.sound.argv)[1:]]
+    assert rig.calls("ip") == [["link", "show", "dev", "vt-box"]]  # the TAP exists already
+    # the overlay exists, fresh, with the requested virtual size, while the VM runs
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(box.overlay.path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert (info["format"], info["virtual-size"]) == ("qcow2", 2 * 1024**3)
+    running = Path(box.control_socket).parent / "fingerprint"
+    manifest = json.loads((rig.out / "share/vmsilo/manifest.json").read_text())
+    assert running.read_text().strip() == manifest["vms"]["box"]["fingerprint"]
+    for pid in rig.pids("crosvm"):
+        os.kill(pid, signal.SIGKILL)  # crosvm dies
+    assert proc.wait(timeout=20) == 128 + signal.SIGKILL
+    rig.assert_clean()
+
+
+def test_clean_exit_of_crosvm(rig: Rig) -> None:
+    proc = rig.launch("box", crosvm="exit:0")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "crosvm exited with status 0" in err
+    rig.assert_clean()
+
+
+def test_launcher_stopped_by_systemd(rig: Rig) -> None:
+    proc = rig.launch("box", crosvm="sleep")
+    rig.wait_for("crosvm")
+    proc.send_signal(signal.SIGTERM)  # what `systemctl stop` sends
+    assert proc.wait(timeout=20) == 143
+    rig.assert_clean()
+
+
+def test_a_share_that_fails_stops_the_start(rig: Rig) -> None:
+    proc = rig.launch("box", virtiofsd="exit:1", crosvm="sleep")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert "the process serving" in err and "exited" in err
+    assert rig.calls("crosvm") == []
+    rig.assert_clean()
+
+
+def test_missing_tap_is_created_or_reported(rig: Rig) -> None:
+    # `ip link show` fails: the launcher runs the planned set-up (the stand-in records it)
+    proc = rig.launch("box", ip="exit:1", crosvm="exit:0")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1 and "cannot create TAP vt-box" in err
+    assert rig.calls("ip") == [
+        ["link", "show", "dev", "vt-box"],
+        ["tuntap", "add", "dev", "vt-box", "mode", "tap", "user", "alice", "vnet_hdr"],
+    ]
+    rig.assert_clean()
+
+
+def test_unbuilt_vm_refuses_to_start(rig: Rig) -> None:
+    proc = rig.launch("unbuilt")
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 1
+    assert "VM unbuilt cannot start: not built yet: initrd, kernel, rootImage, toplevel" in err
+    assert rig.calls("crosvm") == []
