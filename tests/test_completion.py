@@ -24,7 +24,7 @@ from vmsilo_nix.completion import (
 
 VMS = ["banking", "work", "vault"]
 PROGRAMS = {"banking": ["firefox", "thunderbird", "firefox"], "work": ["code", "firefox"]}
-SUBCOMMANDS = ["check", "eval", "plan", "show", "generate", "options", "wayland-context"]
+SUBCOMMANDS = ["check", "eval", "plan", "show", "generate", "wayland-context", "options"]
 
 # Calls the function `complete -p` registers for the command, as bash does on TAB, and prints
 # COMPREPLY, each word ended by a NUL. Arguments: the script, COMP_LINE (the cursor at its
@@ -184,7 +184,15 @@ def test_vmsilo_options_of_each_subcommand(script: Path) -> None:
         "--artifacts",
         "--json",
     ]
-    assert typed(script, "vmsilo wayland-context --") == ["--help"]
+    assert typed(script, "vmsilo wayland-context --") == [
+        "--help",
+        "--socket",
+        "--app-id",
+        "--instance-id",
+        "--engine",
+        "--display",
+        "--timeout",
+    ]
 
 
 def test_vmsilo_option_values(script: Path, tmp_path: Path) -> None:

@@ -21,7 +21,16 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, generate, nix, options_render, plan, show_render, source
+from . import (
+    __version__,
+    generate,
+    nix,
+    options_render,
+    plan,
+    show_render,
+    source,
+    wayland_context,
+)
 from .artifacts import Artifacts, load_artifacts
 from .convert import unstructure
 from .errors import ConfigError, NixError, NixNotFoundError, SourceError, VmsiloError
@@ -136,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", "-o", required=True, metavar="DIR", help="the tree's directory")
     _artifacts_arg(gen)
     _json_arg(gen)
+
+    wayland = sub.add_parser(
+        "wayland-context",
+        help="serve a VM's Wayland socket under its security context (run by proxy scripts)",
+        description="Create a listening socket, register it with the compositor through "
+        "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
+    )
+    wayland_context.add_arguments(wayland)
 
     opts = sub.add_parser(
         "options",
@@ -306,8 +323,13 @@ def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_wayland_context(args: argparse.Namespace, out: Console, err: Console) -> int:
+    return wayland_context.run(args)
+
+
 COMMANDS = {
     "generate": cmd_generate,
+    "wayland-context": cmd_wayland_context,
     "check": cmd_check,
     "eval": cmd_eval,
     "plan": cmd_plan,

@@ -46,8 +46,16 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
         "--artifacts": "file",
         "--json": None,
     },
+    "wayland-context": {
+        **HELP_OPTIONS,
+        "--socket": "file",
+        "--app-id": "text",
+        "--instance-id": "text",
+        "--engine": "text",
+        "--display": "text",
+        "--timeout": "text",
+    },
     "options": {**HELP_OPTIONS, "--format": "format", "--output": "file", "-o": "file"},
-    "wayland-context": HELP_OPTIONS,
 }
 FORMATS = ("nix", "json", "markdown")
 # Subcommands whose positional arguments are VM names: how many (None: any number).
