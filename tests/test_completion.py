@@ -24,7 +24,16 @@ from vmsilo_nix.completion import (
 
 VMS = ["banking", "work", "vault"]
 PROGRAMS = {"banking": ["firefox", "thunderbird", "firefox"], "work": ["code", "firefox"]}
-SUBCOMMANDS = ["check", "eval", "plan", "show", "generate", "wayland-context", "options"]
+SUBCOMMANDS = [
+    "check",
+    "eval",
+    "plan",
+    "show",
+    "generate",
+    "wayland-context",
+    "guest-setup",
+    "options",
+]
 
 # Calls the function `complete -p` registers for the command, as bash does on TAB, and prints
 # COMPREPLY, each word ended by a NUL. Arguments: the script, COMP_LINE (the cursor at its

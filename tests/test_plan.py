@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from vmsilo_nix import cid as cids
-from vmsilo_nix import structure
+from vmsilo_nix import guest_identity, structure
 from vmsilo_nix.argv import flatten
 from vmsilo_nix.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.layout import Layout
@@ -50,6 +50,7 @@ BANKING_CROSVM = [
     "-p", "init=/nix/store/77777777777777777777777777777777-nixos-system-vmsilo-guest/init",
     "-p", "vmsilo.name=banking",
     "-p", "vmsilo.overlay=qcow2",
+    "-p", guest_identity.param(desktop().nixos_vms[0], 0),
     "--gpu", "context-types=cross-domain",
     "--wayland-sock", "/run/vmsilo/banking/wayland.sock",
     "--vhost-user", "type=fs,socket=/run/vmsilo/banking/virtiofs-home.sock",
@@ -125,6 +126,7 @@ def test_every_option_reaches_the_command_line() -> None:
         "-p", "init=<unbuilt:toplevel>",
         "-p", "vmsilo.name=full",
         "-p", "vmsilo.overlay=tmpfs",
+        "-p", guest_identity.param(check(EVERYTHING).nixos_vms[0], 0),
         "-p", "quiet",
         "-p", "loglevel=3",
         "--gpu", "context-types=cross-domain:virgl2,width=1920,egl=true,"

@@ -24,6 +24,7 @@ from rich.text import Text
 from . import (
     __version__,
     generate,
+    guest_setup,
     nix,
     options_render,
     plan,
@@ -153,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
     )
     wayland_context.add_arguments(wayland)
+
+    setup = sub.add_parser(
+        "guest-setup",
+        help="inside a guest at boot: network files, hostname and shares from the VM identity",
+        description="Read the VM's identity from the kernel command line, write its "
+        "systemd-networkd files, set the hostname and mount its virtiofs shares.",
+    )
+    guest_setup.add_arguments(setup)
 
     opts = sub.add_parser(
         "options",
@@ -327,8 +336,13 @@ def cmd_wayland_context(args: argparse.Namespace, out: Console, err: Console) ->
     return wayland_context.run(args)
 
 
+def cmd_guest_setup(args: argparse.Namespace, out: Console, err: Console) -> int:
+    return guest_setup.run(args)
+
+
 COMMANDS = {
     "generate": cmd_generate,
+    "guest-setup": cmd_guest_setup,
     "wayland-context": cmd_wayland_context,
     "check": cmd_check,
     "eval": cmd_eval,

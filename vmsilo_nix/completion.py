@@ -55,6 +55,12 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
         "--display": "text",
         "--timeout": "text",
     },
+    "guest-setup": {
+        **HELP_OPTIONS,
+        "--cmdline": "file",
+        "--network-dir": "directory",
+        "--dry-run": None,
+    },
     "options": {**HELP_OPTIONS, "--format": "format", "--output": "file", "-o": "file"},
 }
 FORMATS = ("nix", "json", "markdown")

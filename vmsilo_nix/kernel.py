@@ -6,6 +6,7 @@ crosvm joins every ``-p`` value with one space after its own ``panic=-1`` and ``
 
 from __future__ import annotations
 
+from . import guest_identity
 from .argv import Arg, arg
 from .model import Vm
 from .values import KERNEL_CMDLINE_MAX
@@ -26,6 +27,12 @@ def vmsilo_params(vm: Vm, index: int, toplevel: str | None) -> list[Arg]:
         else arg("-p", "init=<unbuilt:toplevel>", note="the guest system is not built yet"),
         arg("-p", f"vmsilo.name={vm.name}", source=(*src, "name")),
         arg("-p", f"vmsilo.overlay={vm.root_overlay.type}", source=(*src, "rootOverlay", "type")),
+        arg(
+            "-p",
+            guest_identity.param(vm, index),
+            sources=[(*src, "network"), (*src, "sharedHome"), (*src, "sharedDirectories")],
+            note="the VM's identity for a shared guest system",
+        ),
     ]
     if vm.auto_shutdown.enable:
         params.append(
