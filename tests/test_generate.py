@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix.artifacts import load_artifacts
+from vmsilo_nix.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.generate import build_tree
 from vmsilo_nix.plan import plan
 from vmsilo_nix.tree import File, Link, TreeError, read_tree, write_tree
@@ -46,15 +46,18 @@ def guest_package(root: Path) -> str:
     return str(pkg)
 
 
-def desktop_config(tmp: Path) -> Any:
+def desktop_config(tmp: Path, user: str = "alice") -> Any:
     raw = json.loads((EXAMPLES / "desktop.json").read_text())
+    raw["user"] = user
     raw["nixosVms"][0]["guestPrograms"] = [guest_package(tmp)]
     return check(raw)
 
 
-def tree_for(tmp: Path) -> dict[str, File | Link]:
-    config = desktop_config(tmp)
-    return dict(build_tree(config, plan(config, ARTIFACTS), ARTIFACTS))
+def tree_for(
+    tmp: Path, artifacts: Artifacts = ARTIFACTS, user: str = "alice"
+) -> dict[str, File | Link]:
+    config = desktop_config(tmp, user)
+    return dict(build_tree(config, plan(config, artifacts), artifacts))
 
 
 def test_layout(tmp_path: Path) -> None:
@@ -90,7 +93,9 @@ def test_every_script_passes_shellcheck_and_bash_n(tmp_path: Path) -> None:
         str(p) for p in (out / "libexec").rglob("*") if p.is_file()
     )
     scripts.append(str(out / "share/bash-completion/completions/vm-run"))
-    assert len(scripts) == 5 + 4 + 2 + 1
+    # 5 commands, 4 launchers, 2 Wayland proxies, 3 VMs' taps-up and taps-down, 2 daemons,
+    # the completion
+    assert len(scripts) == 5 + 4 + 2 + 3 * 2 + 2 + 1
     for script in scripts:
         subprocess.run(["bash", "-n", script], check=True)
     result = subprocess.run(
@@ -202,3 +207,36 @@ def test_refuses_a_non_directory(tmp_path: Path) -> None:
     target.write_text("x")
     with pytest.raises(TreeError, match="is not a directory"):
         write_tree(target, {})
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root and iproute2 for a private network namespace",
+)
+def test_taps_scripts_in_a_network_namespace(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # the real ip from PATH, not the golden artifacts' store path
+    packages = {k: v for k, v in ARTIFACTS.packages.items() if k != "ip"}
+    artifacts = Artifacts(packages=packages, vms=ARTIFACTS.vms)
+    write_tree(out, tree_for(tmp_path, artifacts, user="nobody"))  # a user this host has
+    ns = f"vmsilo-gen-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+
+        def in_ns(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=False
+            )
+
+        up = str(out / "libexec/vmsilo/banking/taps-up")
+        for _ in range(2):  # a second run (a leftover TAP after a crash) must work too
+            result = in_ns("bash", up)
+            assert result.returncode == 0, result.stderr
+        links = json.loads(in_ns("ip", "-j", "-d", "addr", "show", "dev", "banking-0").stdout)
+        assert links[0]["linkinfo"]["info_data"]["type"] == "tap"
+        assert [a["local"] for a in links[0]["addr_info"]] == ["10.10.1.254"]
+        assert links[0]["linkinfo"]["info_data"]["user"] == "nobody"
+        assert in_ns("bash", str(out / "libexec/vmsilo/banking/taps-down")).returncode == 0
+        assert in_ns("ip", "link", "show", "dev", "banking-0").returncode != 0
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], check=False)

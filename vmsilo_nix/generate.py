@@ -4,6 +4,8 @@
     bin/vm-run, vm-start, vm-stop, vm-shell, vm-status      user commands (userScripts)
     libexec/vmsilo/<vm>/launch                               launcher of each VM (vmScripts)
     libexec/vmsilo/<vm>/wayland-proxy                        Wayland proxy of each VM (proxyScripts)
+    libexec/vmsilo/<vm>/taps-up, taps-down                   root's TAP set-up and removal
+    libexec/vmsilo/balloond, libexec/vmsilo/tray             the host daemons
     share/applications/vmsilo-<vm>-<app>.desktop             host menu entries (desktopFilesPackage)
     share/bash-completion/completions/vm-run (+ links)       completion (bashCompletionScript)
     share/vmsilo/guest/<vm>/network/*                        the guest's systemd-networkd files
@@ -25,7 +27,7 @@ from . import completion, desktop
 from .argv import flatten
 from .artifacts import Artifacts
 from .commands import COMMAND_NAMES, render_commands, unit_name
-from .launcher import render_launcher, render_proxy
+from .launcher import render_daemon, render_launcher, render_proxy, render_taps
 from .model import Config
 from .plan import Plan, VmPlan
 from .tree import EXECUTABLE, File, Link, Tree
@@ -98,8 +100,16 @@ def build_tree(config: Config, p: Plan, artifacts: Artifacts) -> Tree:
         proxy = render_proxy(v, vmsilo)
         if proxy is not None:
             tree[proxy_path(name)] = File(proxy.encode(), EXECUTABLE)
+        for direction, up in (("up", True), ("down", False)):
+            taps = render_taps(v, up)
+            if taps is not None:
+                tree[f"libexec/vmsilo/{name}/taps-{direction}"] = File(taps.encode(), EXECUTABLE)
         for file, text in v.network.guest_files.items():
             tree[f"share/vmsilo/guest/{name}/network/{file}"] = File(text.encode())
+    tree["libexec/vmsilo/balloond"] = File(
+        render_daemon("vmsilo-balloond", p.balloond).encode(), EXECUTABLE
+    )
+    tree["libexec/vmsilo/tray"] = File(render_daemon("vmsilo-tray", p.tray).encode(), EXECUTABLE)
     for name, text in render_commands(p, prints, artifacts).items():
         tree[f"bin/{name}"] = File(text.encode(), EXECUTABLE)
 

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Sequence
 from importlib import resources
 
-from .argv import flatten
+from .argv import Arg, flatten
 from .plan import VmPlan
 
 SOCKET_WAIT_SECONDS = 10
@@ -134,4 +134,26 @@ def render_proxy(p: VmPlan, vmsilo: str) -> str | None:
         + "exec "
         + command(argv)
         + "\n"
+    )
+
+
+def render_taps(p: VmPlan, up: bool) -> str | None:
+    """Root's part of networking (the host module runs it before the VM starts, and after it
+    stops): create the VM's TAP devices owned by the VM user, or remove them. None without
+    TAPs. Creating is idempotent: a leftover TAP from a crash is removed first."""
+    if not p.network.taps:
+        return None
+    lines = [HEADER.format(what="TAP set-up" if up else "TAP removal", vm=p.name)]
+    for tap in p.network.taps:
+        for cmd in tap.teardown_argv(p.network.ip):
+            lines.append(f"{command(cmd)} 2>/dev/null || true")
+        if up:
+            lines += [command(cmd) for cmd in tap.setup_argv(p.network.ip)]
+    return "\n".join(lines) + "\n"
+
+
+def render_daemon(name: str, argv: Sequence[Arg]) -> str:
+    """A host daemon's start script (vmsilo-balloond, vmsilo-tray)."""
+    return HEADER.format(what=name, vm="(all)").replace("of VM (all)", "for all VMs") + (
+        "exec " + command(flatten(argv)) + "\n"
     )
