@@ -27,6 +27,7 @@ PROGRAMS = (
     "vmsilo-balloond",
     "vmsilo-tray",
     "vmsilo",
+    "bash",
 )
 
 

@@ -129,4 +129,21 @@ def build_tree(config: Config, p: Plan, artifacts: Artifacts) -> Tree:
             tree[f"share/bash-completion/completions/{name}"] = Link("vm-run")
     text = json.dumps(manifest(p, prints), indent=2, sort_keys=True) + "\n"
     tree[MANIFEST] = File(text.encode())
-    return tree
+    return _pin_bash(tree, artifacts)
+
+
+ENV_BASH = b"#!/usr/bin/env bash\n"
+
+
+def _pin_bash(tree: dict[str, File | Link], artifacts: Artifacts) -> dict[str, File | Link]:
+    """Scripts run bash from its store path when Nix supplies it: a systemd unit's PATH has
+    no bash on NixOS, so `env bash` would not find one."""
+    if "bash" not in artifacts.packages:
+        return tree
+    pinned = f"#!{artifacts.program('bash')}\n".encode()
+    return {
+        path: File(pinned + e.content[len(ENV_BASH) :], e.mode)
+        if isinstance(e, File) and e.content.startswith(ENV_BASH)
+        else e
+        for path, e in tree.items()
+    }
