@@ -1,0 +1,87 @@
+{
+  description = "vmsilo: compartmentalised NixOS desktop VMs under crosvm";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAll =
+        f:
+        nixpkgs.lib.genAttrs systems (
+          system:
+          f (
+            import nixpkgs {
+              inherit system;
+              overlays = [ self.overlays.default ];
+            }
+          )
+        );
+    in
+    {
+      overlays.default = final: _prev: {
+        vmsilo-nix = final.python3Packages.callPackage ./nix/package.nix { };
+      };
+
+      packages = forAll (pkgs: {
+        default = pkgs.vmsilo-nix;
+        vmsilo-nix = pkgs.vmsilo-nix;
+      });
+
+      apps = forAll (pkgs: rec {
+        vmsilo = {
+          type = "app";
+          program = "${pkgs.vmsilo-nix}/bin/vmsilo";
+        };
+        default = vmsilo;
+      });
+
+      nixosModules.default = {
+        imports = [ ./nix/module.nix ];
+        nixpkgs.overlays = [ self.overlays.default ];
+      };
+
+      checks = forAll (pkgs: {
+        package = pkgs.vmsilo-nix;
+        # The example desktop as a NixOS host: evaluated, and its vmsilo package built.
+        example-host =
+          (nixpkgs.lib.nixosSystem {
+            inherit (pkgs.stdenv.hostPlatform) system;
+            modules = [
+              self.nixosModules.default
+              {
+                programs.vmsilo = import ./examples/desktop.nix;
+                users.users.alice.isNormalUser = true;
+                fileSystems."/".device = "/dev/disk/by-label/nixos";
+                boot.loader.grub.enable = false;
+                system.stateVersion = "25.11";
+              }
+            ];
+          }).config.programs.vmsilo.package;
+      });
+
+      devShells = forAll (pkgs: {
+        default = pkgs.mkShell {
+          packages = [
+            (pkgs.python3.withPackages (ps: [
+              ps.attrs
+              ps.cattrs
+              ps.rich
+              ps.pytest
+              ps.hypothesis
+              ps.mypy
+            ]))
+            pkgs.ruff
+            pkgs.shellcheck
+            pkgs.desktop-file-utils
+            pkgs.qemu-utils
+            pkgs.nix
+          ];
+        };
+      });
+    };
+}

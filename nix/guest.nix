@@ -1,0 +1,155 @@
+# The NixOS guest of a vmsilo VM under crosvm. One evaluation of this module (with a VM's guest
+# software) serves every VM with that software: what differs between VMs (name, network,
+# shares, overlay type) arrives on the kernel command line and `vmsilo guest-setup` applies it
+# at boot.
+#
+# Disks, in crosvm's order: /dev/vda the read-only root image (a squashfs of the system
+# closure), /dev/vdb the VM's fresh qcow2 overlay when rootOverlay.type = "qcow2".
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  g = config.vmsilo.guest;
+  vsockPort = 5000;
+  proxyCommand =
+    if g.waylandProxy == "sommelier" then
+      "${g.proxyPackage}/bin/sommelier --virtgpu-channel --socket=wayland-1"
+    else
+      "${g.proxyPackage}/bin/wayland-proxy-virtwl --virtio-gpu --wayland-display=wayland-1";
+in
+{
+  options.vmsilo.guest = {
+    programs = lib.mkOption {
+      type = lib.types.listOf lib.types.package;
+      default = [ ];
+      description = "The VM's guest programs.";
+    };
+    waylandProxy = lib.mkOption {
+      type = lib.types.enum [
+        "wayland-proxy-virtwl"
+        "sommelier"
+      ];
+      default = "wayland-proxy-virtwl";
+      description = "Program forwarding guest Wayland clients to the host.";
+    };
+    proxyPackage = lib.mkOption {
+      type = lib.types.package;
+      description = "Package of the chosen Wayland proxy.";
+    };
+    copyChannel = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = "Put the nixpkgs the guest was built from into the image as a channel.";
+    };
+    engine = lib.mkOption {
+      type = lib.types.package;
+      description = "vmsilo_nix, for guest-setup and the command agent.";
+    };
+    user = lib.mkOption {
+      type = lib.types.str;
+      default = "user";
+      description = "The unprivileged account guest commands run as.";
+    };
+  };
+
+  config = {
+    boot.loader.grub.enable = false;
+    boot.initrd.availableKernelModules = [
+      "virtio_pci"
+      "virtio_blk"
+      "virtio_net"
+      "virtio_gpu"
+      "virtiofs"
+      "squashfs"
+      "overlay"
+      "ext4"
+    ];
+    boot.kernelModules = [ "vmw_vsock_virtio_transport" ];
+
+    # / is RAM; the store is the read-only image with a writable layer on top, which lives on
+    # the qcow2 disk or in RAM as the VM's kernel command line says (vmsilo.overlay=).
+    fileSystems."/" = {
+      fsType = "tmpfs";
+      options = [ "mode=755" ];
+    };
+    fileSystems."/nix/.ro-store" = {
+      device = "/dev/vda";
+      fsType = "squashfs";
+      neededForBoot = true;
+    };
+    boot.initrd.postMountCommands = ''
+      mkdir -p $targetRoot/nix/.rw-store $targetRoot/nix/store
+      if grep -q 'vmsilo.overlay=qcow2' /proc/cmdline; then
+        mkfs.ext4 -q -F /dev/vdb
+        mount -t ext4 /dev/vdb $targetRoot/nix/.rw-store
+      else
+        mount -t tmpfs -o mode=755 tmpfs $targetRoot/nix/.rw-store
+      fi
+      mkdir -p $targetRoot/nix/.rw-store/upper $targetRoot/nix/.rw-store/work
+      mount -t overlay overlay \
+        -o lowerdir=$targetRoot/nix/.ro-store,upperdir=$targetRoot/nix/.rw-store/upper,workdir=$targetRoot/nix/.rw-store/work \
+        $targetRoot/nix/store
+    '';
+    boot.initrd.extraUtilsCommands = ''
+      copy_bin_and_libs ${pkgs.e2fsprogs}/bin/mkfs.ext4
+    '';
+
+    # The VM's identity: network files, hostname, shares.
+    networking.hostName = "";
+    networking.useNetworkd = true;
+    networking.useDHCP = false;
+    systemd.network.enable = true;
+    systemd.services.vmsilo-guest-setup = {
+      description = "vmsilo: set this VM up from its kernel command line";
+      wantedBy = [ "sysinit.target" ];
+      before = [
+        "sysinit.target"
+        "systemd-networkd.service"
+        "systemd-udev-trigger.service"
+      ];
+      unitConfig.DefaultDependencies = false;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = "${g.engine}/bin/vmsilo guest-setup";
+      };
+    };
+
+    # vm-run and vm-shell arrive over vsock; commands run as the VM's user, never as root.
+    systemd.services.vmsilo-agent = {
+      description = "vmsilo command agent";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "vmsilo-guest-setup.service" ];
+      serviceConfig.ExecStart = "${g.engine}/bin/vmsilo channel agent --port ${toString vsockPort} --user ${g.user}";
+    };
+
+    users.users.${g.user} = {
+      isNormalUser = true;
+      uid = 1000;
+      home = "/home/user";
+      createHome = false;
+      linger = true; # the user's manager, and so the Wayland proxy, runs from boot
+    };
+    systemd.user.services.vmsilo-wayland-proxy = {
+      description = "Wayland proxy to the host compositor";
+      wantedBy = [ "default.target" ];
+      serviceConfig.ExecStart = proxyCommand;
+    };
+
+    environment.systemPackages = g.programs;
+    nix.channel.enable = g.copyChannel;
+
+    system.build = {
+      vmsiloKernel = "${config.boot.kernelPackages.kernel}/${config.system.boot.loader.kernelFile}";
+      vmsiloInitrd = "${config.system.build.initialRamdisk}/${config.system.boot.loader.initrdFile}";
+      vmsiloRootImage = pkgs.callPackage (pkgs.path + "/nixos/lib/make-squashfs.nix") {
+        storeContents = [ config.system.build.toplevel ] ++ lib.optional g.copyChannel pkgs.path;
+        comp = "zstd -Xcompression-level 6";
+      };
+    };
+    system.stateVersion = lib.mkDefault "25.11";
+  };
+}

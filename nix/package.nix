@@ -1,0 +1,57 @@
+# vmsilo_nix as a Python application; its tests run in the build.
+{
+  lib,
+  buildPythonApplication,
+  setuptools,
+  attrs,
+  cattrs,
+  rich,
+  pytestCheckHook,
+  hypothesis,
+  nix,
+  shellcheck,
+  desktop-file-utils,
+  qemu-utils,
+  bash,
+}:
+buildPythonApplication {
+  pname = "vmsilo-nix";
+  version = "0.1.0";
+  pyproject = true;
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../pyproject.toml
+      ../README.md
+      ../vmsilo_nix
+      ../tests
+      ../examples
+      ../nix/options.nix
+      ../nix/module.nix
+      ../nix/guest.nix
+      ../flake.nix
+      ../docs
+    ];
+  };
+  build-system = [ setuptools ];
+  dependencies = [
+    attrs
+    cattrs
+    rich
+  ];
+  nativeCheckInputs = [
+    pytestCheckHook
+    hypothesis
+    nix
+    shellcheck
+    desktop-file-utils
+    qemu-utils
+    bash
+  ];
+  # Tests that need a network namespace, root or a writable Nix store skip themselves.
+  meta = {
+    description = "Engine of vmsilo: compartmentalised NixOS desktop VMs under crosvm";
+    mainProgram = "vmsilo";
+    license = lib.licenses.mit;
+  };
+}

@@ -1,0 +1,73 @@
+# Evaluates the vmsilo host module with the real nixpkgs module system, stand-in NixOS options
+# and a stand-in pkgs, for a programs.vmsilo file; returns the facts the tests assert.
+# Impure on purpose: VMSILO_NIXPKGS_LIB, VMSILO_ROOT, VMSILO_PYTHON, CONFIG_FILE, and
+# EXTRA_JSON: {"set": top-level options to override, "programs": {vm: [stand-in package names]},
+# "guestConfig": [VMs given a guestConfig module]}.
+let
+  lib = import (/. + builtins.getEnv "VMSILO_NIXPKGS_LIB");
+  root = /. + builtins.getEnv "VMSILO_ROOT";
+  pkgs = import ./stub-pkgs.nix {
+    inherit lib root;
+    python = builtins.getEnv "VMSILO_PYTHON";
+  };
+  extra = builtins.fromJSON (builtins.getEnv "EXTRA_JSON");
+  vmsilo = lib.recursiveUpdate (import (/. + builtins.getEnv "CONFIG_FILE")) (extra.set or { });
+  withPrograms = vmsilo // {
+    nixosVms = map (
+      vm:
+      vm
+      // {
+        guestPrograms = map (name: pkgs.${name}) (extra.programs.${vm.name} or [ ]);
+      }
+      // lib.optionalAttrs (lib.elem vm.name (extra.guestConfig or [ ])) {
+        guestConfig = { config, ... }: { services.openssh.enable = true; };
+      }
+    ) (vmsilo.nixosVms or [ ]);
+  };
+  evaluated = lib.evalModules {
+    modules = [
+      ./stub-nixos.nix
+      (root + "/nix/module.nix")
+      { programs.vmsilo = withPrograms; }
+      { _module.args.pkgs = pkgs; }
+    ];
+  };
+  c = evaluated.config;
+  v = c.programs.vmsilo;
+  pick = names: attrs: lib.filterAttrs (n: _: lib.elem n names) attrs;
+in
+if !v.enable then
+  {
+    enabled = false;
+    # what the module defined anywhere: an option defined under mkIf false has no value
+    defined = lib.filter (n: (builtins.tryEval (builtins.deepSeq c.${n} true)).success) (
+      lib.attrNames (builtins.removeAttrs c [ "programs" "system" ])
+    );
+    systemDefined = lib.filter (n: c.system.${n} != { }) [
+      "preSwitchChecks"
+      "activationScripts"
+    ];
+  }
+else
+  {
+    enabled = true;
+    services = lib.mapAttrs (_: s: pick [ "requires" "after" "before" "wantedBy" "serviceConfig" ] s) c.systemd.services;
+    sockets = c.systemd.sockets;
+    userServices = lib.mapAttrs (_: s: s.serviceConfig) c.systemd.user.services;
+    nat = c.networking.nat or null;
+    udev = c.services.udev.extraRules;
+    initrdModules = c.boot.initrd.kernelModules;
+    internal = {
+      inherit (v._internal) vmScripts proxyScripts userScripts bashCompletionScript;
+      desktopFilesPackage = "${v._internal.desktopFilesPackage}";
+    };
+    package = v.package.drvPath;
+    packageOut = "${v.package}";
+    guestSystems = lib.length (lib.attrNames v.package.guestSystems);
+    guestPrograms = lib.mapAttrs (_: s: map toString s.stubModule.vmsilo.guest.programs) v.package.guestSystems;
+    preSwitch = c.system.preSwitchChecks.vmsilo;
+    activation = c.system.activationScripts.vmsilo;
+    configJson = "${v.package.configJson}";
+    artifactsJson = "${v.package.artifactsJson}";
+    systemPackages = map toString c.environment.systemPackages;
+  }

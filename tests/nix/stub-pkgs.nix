@@ -1,0 +1,104 @@
+# A stand-in `pkgs` for evaluating the vmsilo modules without nixpkgs: every package is a tiny
+# /bin/sh derivation with a bin/ of its own name, and `nixos` records each guest system it is
+# asked to evaluate (their number is what the tests count).
+{
+  lib,
+  root, # the vmsilo_nix checkout
+  python, # the Python interpreter that has vmsilo_nix's dependencies
+}:
+let
+  system = builtins.currentSystem;
+  sh = "/bin/sh";
+  # Builds run unsandboxed on this Debian Nix; the host's coreutils do the work.
+  PATH = "/usr/bin:/bin";
+  tool =
+    name:
+    derivation {
+      inherit name system PATH;
+      builder = sh;
+      args = [
+        "-c"
+        "mkdir -p $out/bin && printf '#!/bin/sh\\nexit 0\\n' > $out/bin/${name} && chmod +x $out/bin/${name}"
+      ];
+    };
+  file =
+    name: content:
+    derivation {
+      inherit name system content PATH;
+      builder = sh;
+      args = [
+        "-c"
+        "printf '%s' \"$content\" > $out"
+      ];
+    };
+in
+rec {
+  path = ./stub-nixpkgs;
+  crosvm = tool "crosvm";
+  virtiofsd = tool "virtiofsd";
+  qemu-utils = tool "qemu-img";
+  iproute2 = tool "ip";
+  pipewire = tool "pw-container";
+  vhost-device-sound = tool "vhost-device-sound";
+  wayland-proxy-virtwl = tool "wayland-proxy-virtwl";
+  sommelier = tool "sommelier";
+  e2fsprogs = tool "mkfs.ext4";
+  # bash from the host, as a package with bin/bash
+  bash = derivation {
+    name = "bash";
+    inherit system PATH;
+    builder = sh;
+    args = [
+      "-c"
+      "mkdir -p $out/bin && ln -s /bin/bash $out/bin/bash"
+    ];
+  };
+  firefox = tool "firefox";
+  keepassxc = tool "keepassxc";
+  writeText = file;
+  # The engine itself: the checkout run by the host's Python (builds run unsandboxed here).
+  vmsilo-nix = derivation {
+    name = "vmsilo-nix";
+    inherit system PATH;
+    builder = sh;
+    args = [
+      "-c"
+      ''
+        mkdir -p $out/bin
+        printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m vmsilo_nix "$@"\n' ${toString root} ${python} > $out/bin/vmsilo
+        chmod +x $out/bin/vmsilo
+      ''
+    ];
+  };
+  runCommand =
+    name: env: script:
+    derivation (
+      builtins.removeAttrs env [ "nativeBuildInputs" ]
+      // {
+        inherit name system;
+        builder = sh;
+        PATH = lib.makeBinPath (env.nativeBuildInputs or [ ]) + ":/usr/bin:/bin";
+        args = [
+          "-c"
+          script
+        ];
+      }
+    );
+  callPackage = f: args: (if builtins.isPath f then import f else f) ({ inherit lib; } // args);
+  # A guest system: evaluated lazily enough that only build outputs are looked at.
+  nixos =
+    module:
+    let
+      software = builtins.hashString "sha256" (builtins.toJSON (module.vmsilo.guest.programs or [ ]));
+      part = what: file "guest-${what}-${builtins.substring 0 8 software}" what;
+    in
+    {
+      stubModule = module;
+      config.system.build = {
+        toplevel = part "toplevel";
+        vmsiloKernel = "${part "kernel"}";
+        vmsiloInitrd = "${part "initrd"}";
+        vmsiloRootImage = part "rootimage";
+      };
+    };
+}

@@ -1,0 +1,212 @@
+"""The Nix side: every .nix file parses; the host and guest modules, evaluated by the real
+nixpkgs module system with stand-in NixOS options and a stand-in pkgs, set what they should;
+and the host module's package, built by Nix, is the tree `vmsilo generate` writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmsilo_nix import nix
+from vmsilo_nix.artifacts import load_artifacts
+from vmsilo_nix.generate import build_tree
+from vmsilo_nix.plan import plan
+from vmsilo_nix.tree import File, read_tree
+from vmsilo_nix.validate import check
+
+from .conftest import EXAMPLES, ROOT, needs_nix
+
+HOST_EVAL = ROOT / "tests/nix/host-eval.nix"
+GUEST_EVAL = ROOT / "tests/nix/guest-eval.nix"
+# Unsandboxed builds as root, so that the stand-in engine can run this checkout's Python.
+BUILD = nix.NixOptions(options={"substituters": "", "build-users-group": ""})
+NIX_FILES = sorted(
+    str(p)
+    for p in [
+        *ROOT.glob("*.nix"),
+        *ROOT.glob("nix/*.nix"),
+        *ROOT.glob("examples/*.nix"),
+        *ROOT.glob("vmsilo_nix/nix/*.nix"),
+        *ROOT.glob("tests/nix/**/*.nix"),
+    ]
+)
+
+
+@needs_nix
+@pytest.mark.parametrize("path", NIX_FILES, ids=lambda p: str(Path(p).relative_to(ROOT)))
+def test_every_nix_file_parses(path: str) -> None:
+    instantiate = shutil.which("nix-instantiate")
+    assert instantiate is not None
+    subprocess.run([instantiate, "--parse", path], check=True, capture_output=True)
+
+
+def host(
+    monkeypatch: pytest.MonkeyPatch,
+    lib: Path,
+    extra: dict[str, Any] | None = None,
+    config: Path = EXAMPLES / "desktop.nix",
+) -> Any:
+    monkeypatch.setenv("VMSILO_NIXPKGS_LIB", str(lib))
+    monkeypatch.setenv("VMSILO_ROOT", str(ROOT))
+    monkeypatch.setenv("VMSILO_PYTHON", sys.executable)
+    monkeypatch.setenv("CONFIG_FILE", str(config))
+    monkeypatch.setenv("EXTRA_JSON", json.dumps(extra or {}))
+    return nix.eval_json_file(str(HOST_EVAL))
+
+
+@needs_nix
+def test_host_module_units_for_the_example(
+    monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path
+) -> None:
+    h = host(monkeypatch, nixpkgs_lib)
+    tree = h["packageOut"]
+    services = h["services"]
+    # one unit per VM (removing a VM removes its unit, so switching stops it), not a template
+    assert sorted(services) == sorted(
+        [
+            "vmsilo-banking",
+            "vmsilo-work",
+            "vmsilo-vault",
+            "vmsilo-net",
+            "vmsilo-balloond",
+            "vmsilo-banking-taps",
+            "vmsilo-work-taps",
+            "vmsilo-net-taps",
+        ]
+    )
+    work = services["vmsilo-work"]
+    assert work["serviceConfig"]["ExecStart"] == f"{tree}/libexec/vmsilo/work/launch"
+    assert work["serviceConfig"]["User"] == "alice"
+    assert work["requires"] == ["vmsilo-net.service", "vmsilo-work-taps.service"]
+    assert work["wantedBy"] == []  # socket activation
+    assert services["vmsilo-net"]["wantedBy"] == ["multi-user.target"]  # autoStart
+    assert services["vmsilo-banking-taps"]["serviceConfig"]["ExecStart"] == (
+        f"{tree}/libexec/vmsilo/banking/taps-up"
+    )
+    assert sorted(h["sockets"]) == ["vmsilo-banking", "vmsilo-vault", "vmsilo-work"]
+    assert sorted(h["userServices"]) == [
+        "vmsilo-banking-wayland",
+        "vmsilo-tray",
+        "vmsilo-work-wayland",
+    ]
+    assert 'KERNEL=="0000:03:00.0", ATTR{driver_override}="vfio-pci"' in h["udev"]
+    assert h["initrdModules"] == ["vfio-pci"]
+    assert h["preSwitch"].strip().endswith(f"check --file {h['configJson']}")
+    assert "vm-status" in h["activation"]
+    assert h["systemPackages"] == [tree]  # with bash completion
+    internal = h["internal"]
+    assert sorted(internal["vmScripts"]) == ["banking", "net", "vault", "work"]
+    assert internal["userScripts"]["vm-run"] == f"{tree}/bin/vm-run"
+    assert internal["bashCompletionScript"] == (f"{tree}/share/bash-completion/completions/vm-run")
+    assert internal["desktopFilesPackage"] == tree
+    # the example's four VMs share one guest system
+    assert h["guestSystems"] == 1
+
+
+@needs_nix
+def test_host_module_agrees_with_the_engine(
+    monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path
+) -> None:
+    """The two rules the module states in Nix (TAP names for NAT, which VMs have Wayland)
+    give what the Python plan gives."""
+    h = host(monkeypatch, nixpkgs_lib)
+    p = plan(check(json.loads((EXAMPLES / "desktop.json").read_text())))
+    assert p.nat is not None
+    assert h["nat"] == {
+        "enable": True,
+        "externalInterface": p.nat.external_interface,
+        "internalInterfaces": list(p.nat.internal_interfaces),
+    }
+    assert sorted(h["internal"]["proxyScripts"]) == sorted(
+        n for n, v in p.vms.items() if v.wayland is not None
+    )
+
+
+@needs_nix
+def test_guest_systems_follow_the_guest_software(
+    monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path
+) -> None:
+    extra: dict[str, Any] = {
+        "programs": {"banking": ["firefox"], "work": ["firefox"], "vault": ["keepassxc"]}
+    }
+    h = host(monkeypatch, nixpkgs_lib, extra)
+    assert h["guestSystems"] == 3  # firefox (banking, work), keepassxc (vault), none (net)
+    assert sorted(map(len, h["guestPrograms"].values())) == [0, 1, 1]
+    # a guestConfig module cannot be compared with another: that VM gets its own system
+    extra["guestConfig"] = ["work"]
+    assert host(monkeypatch, nixpkgs_lib, extra)["guestSystems"] == 4
+
+
+@needs_nix
+def test_disabled_module_sets_nothing(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> None:
+    h = host(monkeypatch, nixpkgs_lib, {"set": {"enable": False}})
+    assert h == {"enabled": False, "defined": [], "systemDefined": []}
+
+
+@needs_nix
+def test_without_bash_integration(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> None:
+    h = host(monkeypatch, nixpkgs_lib, {"set": {"enableBashIntegration": False}})
+    assert h["systemPackages"] != [h["packageOut"]]
+    assert len(h["systemPackages"]) == 1
+
+
+@needs_nix
+def test_host_module_package_is_the_generated_tree(
+    monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path
+) -> None:
+    h = host(monkeypatch, nixpkgs_lib)
+    built = nix.build([h["package"]], opts=BUILD)
+    out = Path(built[h["package"]]["out"])
+    # The same tree the CLI writes from the module's own JSON.
+    config = check(json.loads(Path(h["configJson"]).read_text()))
+    artifacts = load_artifacts(json.loads(Path(h["artifactsJson"]).read_text()))
+
+    # The store makes every file read-only; what must match is content and executability.
+    def shape(tree: dict[str, Any]) -> dict[str, Any]:
+        return {
+            p: (e.content, bool(e.mode & 0o111)) if isinstance(e, File) else e
+            for p, e in tree.items()
+        }
+
+    expected = dict(build_tree(config, plan(config, artifacts), artifacts))
+    assert shape(read_tree(out)) == shape(expected)
+    launcher = (out / "libexec/vmsilo/work/launch").read_text()
+    first = launcher.splitlines()[0]
+    assert first.startswith("#!/nix/store/") and first.endswith("/bin/bash")
+    assert "not built yet" not in launcher  # every boot artifact came from the guest system
+
+
+def guest(monkeypatch: pytest.MonkeyPatch, lib: Path, proxy: str, channel: bool) -> Any:
+    monkeypatch.setenv("VMSILO_NIXPKGS_LIB", str(lib))
+    monkeypatch.setenv("VMSILO_ROOT", str(ROOT))
+    monkeypatch.setenv("GUEST_JSON", json.dumps({"proxy": proxy, "copyChannel": channel}))
+    return nix.eval_json_file(str(GUEST_EVAL))
+
+
+@needs_nix
+def test_guest_module(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> None:
+    g = guest(monkeypatch, nixpkgs_lib, "wayland-proxy-virtwl", False)
+    setup = g["services"]["vmsilo-guest-setup"]
+    assert setup["ExecStart"].endswith("/bin/vmsilo guest-setup")
+    assert {"systemd-networkd.service", "systemd-udev-trigger.service"} <= set(g["setupOrder"])
+    assert g["services"]["vmsilo-agent"]["ExecStart"].endswith(
+        "/bin/vmsilo channel agent --port 5000 --user user"
+    )
+    assert g["user"]["uid"] == 1000 and g["user"]["home"] == "/home/user"
+    assert (
+        "wayland-proxy-virtwl --virtio-gpu"
+        in (g["userServices"]["vmsilo-wayland-proxy"]["ExecStart"])
+    )
+    assert [p.rsplit("-", 1)[-1] for p in g["systemPackages"]] == ["firefox"]
+    assert g["rootImageContents"] == g["toplevel"]
+    assert g["fileSystems"]["/nix/.ro-store"]["device"] == "/dev/vda"
+    assert g["networkd"] is True and g["channel"] is False
+    s = guest(monkeypatch, nixpkgs_lib, "sommelier", True)
+    assert "sommelier --virtgpu-channel" in s["userServices"]["vmsilo-wayland-proxy"]["ExecStart"]
+    assert s["channel"] is True and len(s["rootImageContents"].split()) == 2
