@@ -31,6 +31,7 @@ SUBCOMMANDS = [
     "show",
     "generate",
     "wayland-context",
+    "channel",
     "guest-setup",
     "options",
 ]

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from . import (
     __version__,
+    channel,
     generate,
     guest_setup,
     nix,
@@ -154,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
     )
     wayland_context.add_arguments(wayland)
+
+    chan = sub.add_parser(
+        "channel",
+        help="run commands in a VM (vm-run, vm-shell), or serve them inside a guest",
+        description="The host-guest command channel over vsock: `run` and `shell` on the host, "
+        "`agent` in the guest.",
+    )
+    channel.add_arguments(chan)
 
     setup = sub.add_parser(
         "guest-setup",
@@ -336,6 +345,10 @@ def cmd_wayland_context(args: argparse.Namespace, out: Console, err: Console) ->
     return wayland_context.run(args)
 
 
+def cmd_channel(args: argparse.Namespace, out: Console, err: Console) -> int:
+    return channel.run(args)
+
+
 def cmd_guest_setup(args: argparse.Namespace, out: Console, err: Console) -> int:
     return guest_setup.run(args)
 
@@ -343,6 +356,7 @@ def cmd_guest_setup(args: argparse.Namespace, out: Console, err: Console) -> int
 COMMANDS = {
     "generate": cmd_generate,
     "guest-setup": cmd_guest_setup,
+    "channel": cmd_channel,
     "wayland-context": cmd_wayland_context,
     "check": cmd_check,
     "eval": cmd_eval,

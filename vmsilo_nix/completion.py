@@ -55,6 +55,7 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
         "--display": "text",
         "--timeout": "text",
     },
+    "channel": HELP_OPTIONS,  # run/shell/agent: used through vm-run, vm-shell and the guest
     "guest-setup": {
         **HELP_OPTIONS,
         "--cmdline": "file",
