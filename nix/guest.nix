@@ -122,8 +122,20 @@ in
     systemd.services.vmsilo-agent = {
       description = "vmsilo command agent";
       wantedBy = [ "multi-user.target" ];
-      after = [ "vmsilo-guest-setup.service" ];
-      serviceConfig.ExecStart = "${g.engine}/bin/vmsilo channel agent --port ${toString vsockPort} --user ${g.user}";
+      # the user's manager makes /run/user/1000, where the Wayland proxy listens
+      after = [
+        "vmsilo-guest-setup.service"
+        "user@1000.service"
+      ];
+      serviceConfig = {
+        ExecStart = lib.concatStringsSep " " [
+          "${g.engine}/bin/vmsilo channel agent --port ${toString vsockPort} --user ${g.user}"
+          "--session-env WAYLAND_DISPLAY=wayland-1 --session-env XDG_SESSION_TYPE=wayland"
+        ];
+        Type = "notify";
+        KillMode = "mixed";
+        Restart = "always";
+      };
     };
 
     users.users.${g.user} = {

@@ -195,9 +195,12 @@ def test_guest_module(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> Non
     setup = g["services"]["vmsilo-guest-setup"]
     assert setup["ExecStart"].endswith("/bin/vmsilo guest-setup")
     assert {"systemd-networkd.service", "systemd-udev-trigger.service"} <= set(g["setupOrder"])
-    assert g["services"]["vmsilo-agent"]["ExecStart"].endswith(
-        "/bin/vmsilo channel agent --port 5000 --user user"
+    agent = g["services"]["vmsilo-agent"]
+    assert agent["ExecStart"].endswith(
+        "/bin/vmsilo channel agent --port 5000 --user user "
+        "--session-env WAYLAND_DISPLAY=wayland-1 --session-env XDG_SESSION_TYPE=wayland"
     )
+    assert agent["Type"] == "notify"
     assert g["user"]["uid"] == 1000 and g["user"]["home"] == "/home/user"
     assert (
         "wayland-proxy-virtwl --virtio-gpu"

@@ -56,16 +56,23 @@ rec {
   firefox = tool "firefox";
   keepassxc = tool "keepassxc";
   writeText = file;
-  # The engine itself: the checkout run by the host's Python (builds run unsandboxed here).
+  # The engine itself: this checkout's package run by the host's Python (builds run
+  # unsandboxed here). The source is copied into the store, so a change rebuilds what uses it.
   vmsilo-nix = derivation {
     name = "vmsilo-nix";
     inherit system PATH;
+    src = builtins.path {
+      path = root + "/vmsilo_nix";
+      name = "vmsilo_nix-source";
+      filter = path: _: !(lib.hasSuffix "__pycache__" path);
+    };
     builder = sh;
     args = [
       "-c"
       ''
-        mkdir -p $out/bin
-        printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m vmsilo_nix "$@"\n' ${toString root} ${python} > $out/bin/vmsilo
+        mkdir -p $out/bin $out/lib
+        cp -r $src $out/lib/vmsilo_nix
+        printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m vmsilo_nix "$@"\n' $out/lib ${python} > $out/bin/vmsilo
         chmod +x $out/bin/vmsilo
       ''
     ];
