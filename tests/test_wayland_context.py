@@ -25,6 +25,7 @@ from typing import TypedDict
 
 import pytest
 
+from vmsilo_nix import sd_notify
 from vmsilo_nix import wayland_context as wc
 from vmsilo_nix.errors import VmsiloError
 
@@ -518,7 +519,7 @@ def test_notify_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         systemd.bind(str(tmp_path / "notify"))
         systemd.settimeout(WAIT)
         monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
-        wc.notify_ready()
+        sd_notify.notify_ready()
         assert systemd.recv(64) == b"READY=1"
 
 

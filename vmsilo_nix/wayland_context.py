@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from .errors import VmsiloError
+from .sd_notify import notify_ready
 from .wayland import SANDBOX_ENGINE
 
 MANAGER_INTERFACE = "wp_security_context_manager_v1"
@@ -651,17 +652,6 @@ def serve(
                     elif not registration.dispatch(0):
                         return None
         return received[0]
-
-
-def notify_ready() -> None:
-    """Tell systemd the socket is registered, when running as a Type=notify service."""
-    address = os.environ.get("NOTIFY_SOCKET", "")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
-        sock.sendto(b"READY=1", address)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,7 @@ import attrs
 
 from vmsilo_nix import process
 from vmsilo_nix.errors import VmsiloError
+from vmsilo_nix.sd_notify import notify_ready
 
 from .protocol import (
     FROM_CLIENT,
@@ -707,21 +708,10 @@ def run_agent(args: argparse.Namespace) -> int:
         user.name,
         f"after {after:g} s idle" if after is not None else "off",
     )
-    _notify_ready()
+    notify_ready()
     try:
         agent.serve_forever()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
-
-
-def _notify_ready() -> None:
-    """Tell systemd we listen, when running as a Type=notify service."""
-    address = os.environ.get("NOTIFY_SOCKET", "")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
-        sock.sendto(b"READY=1", address)
