@@ -10,7 +10,7 @@ def alive(pid: int) -> bool:
     """True while ``pid`` runs; a zombie (dead, awaiting its reaper) counts as gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: it went while we read
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
