@@ -11,6 +11,7 @@ short; validation counts it against crosvm's 2047 bytes.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import json
@@ -82,3 +83,14 @@ def decode_cmdline(cmdline: str) -> dict[str, Any]:
             raise IdentityError(f"{PARAM} on the kernel command line is not an object")
         return data
     raise IdentityError(f"no {PARAM}= on the kernel command line: is this a vmsilo guest?")
+
+
+def add_cmdline_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cmdline FILE``, for guest programs that read the kernel command line (tests pass a
+    file of their own)."""
+    parser.add_argument(
+        "--cmdline",
+        default="/proc/cmdline",
+        metavar="FILE",
+        help="where to read the kernel command line (default: /proc/cmdline)",
+    )

@@ -19,7 +19,7 @@ import attrs
 from . import process
 from .convert import structure
 from .errors import ConfigError, VmsiloError
-from .guest_identity import IdentityError, decode_cmdline
+from .guest_identity import IdentityError, add_cmdline_argument, decode_cmdline
 from .network import guest_networkd
 from .validate import HOME_TAG
 
@@ -87,12 +87,7 @@ def apply(setup: GuestSetup, network_dir: Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cmdline",
-        default="/proc/cmdline",
-        metavar="FILE",
-        help="where to read the kernel command line (default: /proc/cmdline)",
-    )
+    add_cmdline_argument(parser)
     parser.add_argument(
         "--network-dir",
         default="/run/systemd/network",

@@ -39,6 +39,7 @@ import attrs
 
 from vmsilo_nix import process
 from vmsilo_nix.errors import VmsiloError
+from vmsilo_nix.guest_identity import add_cmdline_argument
 from vmsilo_nix.sd_notify import notify_ready
 
 from .protocol import (
@@ -631,12 +632,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"power off this long after the last command ended (default: the kernel "
         f"command line's {CMDLINE_KEY}=SECONDS; without it, never)",
     )
-    parser.add_argument(
-        "--cmdline",
-        default="/proc/cmdline",
-        metavar="FILE",
-        help="where to read the kernel command line (default: /proc/cmdline)",
-    )
+    add_cmdline_argument(parser)
     parser.add_argument(
         "--poweroff-command",
         default=shlex.join(DEFAULT_POWEROFF),
