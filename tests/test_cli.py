@@ -329,4 +329,15 @@ def test_bad_artifacts_file(run: Any, tmp_path: Path) -> None:
     assert result.code == 1
     assert "artifacts.vms.work.kernal: unknown option; did you mean 'kernel'?" in result.err
     result = run("plan", "--file", DESKTOP_JSON, "--artifacts", str(tmp_path / "none.json"))
-    assert result.code == 3 and "cannot read" in result.err
+    assert result.code == 3 and "none.json: no such file" in result.err
+
+
+def test_misspelt_program_in_artifacts(run: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "a.json"
+    bad.write_text('{"packages": {"crossvm": "/nix/store/x-crosvm"}}')
+    result = run("plan", "--file", DESKTOP_JSON, "--artifacts", str(bad))
+    assert result.code == 1
+    assert (
+        "artifacts.packages.crossvm: vmsilo runs no program of that name; did you mean "
+        "'crosvm'?" in result.err
+    )

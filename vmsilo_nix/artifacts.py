@@ -7,13 +7,14 @@ initrd or root image is missing is reported as unbuilt, never given an invented 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
 from .convert import CONVERTER, Mismatch, located
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .schema import option
 
 # Programs the plans run, by the name of their executable.
@@ -58,6 +59,21 @@ class Artifacts:
 def load_artifacts(raw: object) -> Artifacts:
     """Structure artifacts JSON (camelCase keys); errors name the path below ``artifacts``."""
     try:
-        return CONVERTER.structure(raw, Artifacts)
+        artifacts = CONVERTER.structure(raw, Artifacts)
     except (ClassValidationError, IterableValidationError, Mismatch) as exc:
         raise ConfigError(located(exc, root="artifacts")) from None
+    # A misspelt program would otherwise be ignored silently and run from PATH instead.
+    unknown = [
+        Problem(f"artifacts.packages.{name}", _unknown_program(name))
+        for name in artifacts.packages
+        if name not in PROGRAMS
+    ]
+    if unknown:
+        raise ConfigError(unknown)
+    return artifacts
+
+
+def _unknown_program(name: str) -> str:
+    close = difflib.get_close_matches(name, PROGRAMS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"vmsilo runs no program of that name; {hint}(known: {', '.join(PROGRAMS)})"

@@ -35,7 +35,7 @@ from . import (
 )
 from .artifacts import Artifacts, load_artifacts
 from .convert import unstructure
-from .errors import ConfigError, NixError, NixNotFoundError, SourceError, VmsiloError
+from .errors import ConfigError, NixError, NixNotFoundError, VmsiloError
 from .model import Config, Vm
 from .tree import write_tree
 
@@ -292,16 +292,9 @@ def _config_and_plan(
     artifacts = Artifacts()
     if args.artifacts:
         artifacts = load_artifacts(
-            source.parse_json_text(_read_text(args.artifacts), args.artifacts)
+            source.parse_json_text(source.read_text(Path(args.artifacts)), args.artifacts)
         )
     return config, plan.plan(config, artifacts), artifacts
-
-
-def _read_text(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SourceError(f"{path}: cannot read: {e}") from None
 
 
 def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -75,16 +75,6 @@ class UnknownOption(ValueError):
         self.key = key
 
 
-class Missing(ValueError):
-    pass
-
-
-def _expected(tp: object) -> str:
-    if is_option_class(tp):
-        return "an attribute set"
-    return _type_words(tp)
-
-
 def _type_words(tp: object) -> str:
     return nix_type_of(tp).describe()
 

@@ -26,7 +26,7 @@ from typing import Any
 from . import completion, desktop
 from .argv import flatten
 from .artifacts import Artifacts
-from .commands import COMMAND_NAMES, render_commands, unit_name
+from .commands import render_commands, unit_name
 from .launcher import render_daemon, render_launcher, render_proxy, render_taps
 from .model import Config
 from .plan import Plan, VmPlan
@@ -124,7 +124,7 @@ def build_tree(config: Config, p: Plan, artifacts: Artifacts) -> Tree:
                 tree[f"share/applications/{host_name}"] = File(text.encode())
 
     tree[COMPLETION] = File(completion.render_bash_completion(list(p.vms), programs).encode())
-    for name in (*COMMAND_NAMES, "vmsilo"):
+    for name in completion.COMPLETED_COMMANDS:
         if name != "vm-run":
             tree[f"share/bash-completion/completions/{name}"] = Link("vm-run")
     text = json.dumps(manifest(p, prints), indent=2, sort_keys=True) + "\n"

@@ -13,7 +13,7 @@ import functools
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Protocol, Union
+from typing import Any, Literal, Union
 
 import attrs
 
@@ -62,10 +62,6 @@ class NixOnly:
     read_only: bool = False
     example: object = UNSET
     children: tuple[NixOnly, ...] = ()  # non-empty: a group of options
-
-
-class HasOptions(Protocol):
-    __attrs_attrs__: ClassVar[tuple[attrs.Attribute[Any], ...]]
 
 
 def option(

@@ -109,14 +109,15 @@ def load_raw(source: Source, opts: nix.NixOptions = nix.DEFAULT_OPTIONS) -> JSON
     if isinstance(source, JsonSource):
         if source.path is None:
             return parse_json_text(sys.stdin.read(), "standard input")
-        return parse_json_text(_read(source.path), str(source.path))
+        return parse_json_text(read_text(source.path), str(source.path))
     if isinstance(source, NixFileSource):
-        _read(source.path)  # a clear error for a missing file, before Nix's own
+        read_text(source.path)  # a clear error for a missing file, before Nix's own
         return nix.eval_json_file(str(source.path.resolve()), apply=apply_expr(), opts=opts)
     return nix.eval_json_installable(source.installable, apply=apply_expr(), opts=opts)
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A file's text, or a SourceError a user can act on."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
