@@ -498,3 +498,11 @@ def test_nix_string_round_trips_through_nix(text: str) -> None:
 def test_nix_value_round_trips_through_nix() -> None:
     value: nix.JSON = {"a": [1, "x${y}", None, True, '\\"\r\n'], "b": {"c": 1.5}}
     assert nix.eval_json_expr(nix.nix_value(value), opts=OFFLINE) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [("a", ["a"]), ('a."b.c".d', ["a", "b.c", "d"]), ('""', [""]), ('a."x\\"y"', ["a", 'x"y'])],
+)
+def test_split_attr_path(text: str, names: list[str]) -> None:
+    assert nix.split_attr_path(text) == names

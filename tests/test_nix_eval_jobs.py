@@ -162,11 +162,13 @@ def test_argv_for_an_attribute_of_a_file_and_for_expressions() -> None:
     by_attr = nix_eval_jobs.evaluate_argv(
         NixFile("/etc/vms.nix", 'a."b.c"'), workers=2, max_memory_mib=100
     )
+    select = nix.shipped_expr("select.nix")
     assert by_attr == [
         *common,
         "--impure",
         "--expr",
-        'let v = import "/etc/vms.nix"; in (if builtins.isFunction v then v { } else v).a."b.c"',
+        f'({select}) (builtins.fromJSON "\\"/etc/vms.nix\\"") '
+        '(builtins.fromJSON "[\\"a\\", \\"b.c\\"]")',
     ]
     pure = nix_eval_jobs.evaluate_argv(NixExpr("{ }"), workers=2, max_memory_mib=100)
     assert pure == [*common, "--expr", "{ }"]
@@ -400,3 +402,12 @@ def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     assert nix_eval_jobs.eval_drvs(source, opts=OFFLINE) == fallback
     argv = json.loads((fake_dir / "argv.json").read_text())
     assert argv[-1] == str(source_file)
+
+
+@requires_nix
+def test_the_attribute_selection_picks_the_attribute(tmp_path: Path) -> None:
+    """What nix-eval-jobs gets for a file's attribute, evaluated by real Nix."""
+    f = tmp_path / "vms.nix"
+    f.write_text('{ x ? 1 }: { a."b.c".d = x + 41; }')
+    argv = nix_eval_jobs.evaluate_argv(NixFile(str(f), 'a."b.c".d'), workers=1, max_memory_mib=1)
+    assert nix.eval_json_expr(argv[-1], impure=True, opts=OFFLINE) == 42

@@ -222,6 +222,29 @@ def nix_string(text: str) -> str:
     return f'"{escaped}"'
 
 
+def split_attr_path(text: str) -> list[str]:
+    """``a."b.c".d`` -> ``["a", "b.c", "d"]``: a Nix attribute path as the names in it."""
+    names: list[str] = []
+    current, quoted, escaped, started = "", False, False, False
+    for ch in text:
+        if escaped:
+            current, escaped = current + ch, False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted, started = not quoted, True
+        elif ch == "." and not quoted:
+            names.append(current)
+            current, started = "", False
+        else:
+            current, started = current + ch, True
+    if quoted:
+        raise VmsiloError(f"unbalanced quote in attribute path {text!r}")
+    if current or started:
+        names.append(current)
+    return names
+
+
 def nix_value(value: JSON) -> str:
     """A Nix expression producing ``value``, via ``builtins.fromJSON`` of a string literal."""
     return f"(builtins.fromJSON {nix_string(json.dumps(value))})"

@@ -58,11 +58,11 @@ def _source_args(source: Source) -> list[str]:
         case NixFile(path, ""):
             return [os.path.abspath(path)]
         case NixFile(path, attr):
-            # nix-eval-jobs takes no attribute path for files; select it in an expression that
-            # calls a function file with its defaults, as ``nix eval --file`` does.
-            file = nix.nix_string(os.path.abspath(path))
-            called = "(if builtins.isFunction v then v { } else v)"
-            expr = f"let v = import {file}; in {called}.{attr}"
+            # nix-eval-jobs takes no attribute path for files: the shipped select.nix picks it.
+            select = nix.shipped_expr("select.nix")
+            where = nix.nix_value(os.path.abspath(path))
+            names: nix.JSON = list(nix.split_attr_path(attr))
+            expr = f"({select}) {where} {nix.nix_value(names)}"
             return ["--impure", "--expr", expr]
         case NixExpr(expr, impure):
             return [*(["--impure"] if impure else []), "--expr", expr]
