@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vmsilo_nix.options_render import nix_value
+from vmsilo_nix.config.options import nix_value
 
 
 def vm(i: int) -> dict[str, Any]:

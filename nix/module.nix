@@ -13,7 +13,7 @@
 let
   cfg = config.programs.vmsilo;
   engine = pkgs.vmsilo-nix or (pkgs.python3Packages.callPackage ./package.nix { });
-  toPlain = import ../vmsilo_nix/nix/apply.nix;
+  toPlain = import ../vmsilo_nix/nixeval/exprs/apply.nix;
 
   # VMs with the same guest software share one guest system (and one root image). Nix cannot
   # compare module functions, so a VM with its own guestConfig gets its own system.

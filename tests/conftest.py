@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import pytest
 
-from vmsilo_nix import cli
+from vmsilo_nix.cli import app as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -31,15 +31,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vmsilo_nix.channel import protocol as p
-from vmsilo_nix.channel.agent import AgentConfig, command_for
 from vmsilo_nix.channel.client import Session, run_command
-from vmsilo_nix.channel.spawn import GuestUser, SpawnError
 from vmsilo_nix.channel.transport import UnixAddress, VsockAddress, connect, peer_allowed
+from vmsilo_nix.guest.agent import AgentConfig, command_for
+from vmsilo_nix.guest.spawn import GuestUser, SpawnError
 
 from .procs import gone
 
 ROOT = Path(__file__).resolve().parent.parent
-CHANNEL = "import sys; from vmsilo_nix.channel.client import main; sys.exit(main(sys.argv[1:]))"
+CHANNEL = "import sys; from vmsilo_nix.cli.channel import main; sys.exit(main(sys.argv[1:]))"
 USER = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmsilo_nix.channel import client
 from vmsilo_nix.channel.client import MAX_SEQUENCE, TerminalFilter, neutralise
 from vmsilo_nix.channel.transport import DEFAULT_PORT
+from vmsilo_nix.cli import channel as channel_cli
 
 
 def filtered(*chunks: bytes) -> bytes:
@@ -103,7 +103,7 @@ def test_text_without_controls_passes_unchanged(text: str) -> None:
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vmsilo channel")
-    client.add_arguments(parser)
+    channel_cli.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -169,7 +169,7 @@ def test_no_agent_is_a_channel_failure_with_status_255(
     tmp_path: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = parse("run", "--unix", "/nonexistent/agent.sock", "--connect-timeout", "0.3", "--", "x")
-    assert client.run(args) == 255
+    assert channel_cli.run(args) == 255
     err = capsys.readouterr().err
     assert err.startswith("vmsilo channel: no command agent answered on unix socket")
     assert "is the VM running?" in err
@@ -177,5 +177,5 @@ def test_no_agent_is_a_channel_failure_with_status_255(
 
 def test_a_malformed_env_item_is_a_channel_failure(capsys: pytest.CaptureFixture[str]) -> None:
     args = parse("run", "--unix", "/nonexistent", "--env", "NOEQUALS", "--", "x")
-    assert client.run(args) == 255
+    assert channel_cli.run(args) == 255
     assert "--env 'NOEQUALS': expected NAME=VALUE" in capsys.readouterr().err

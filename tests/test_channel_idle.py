@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from vmsilo_nix.channel import protocol as p
-from vmsilo_nix.channel.agent import Agent, AgentConfig, IdleShutdown, cmdline_auto_shutdown
-from vmsilo_nix.channel.spawn import GuestUser
 from vmsilo_nix.channel.transport import Listener, UnixAddress, connect
+from vmsilo_nix.guest.agent import Agent, AgentConfig, IdleShutdown, cmdline_auto_shutdown
+from vmsilo_nix.guest.spawn import GuestUser
 
 from .test_channel_agent import USER, AgentProcess, bounded, run, short_dir, start_agent
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix import nix, options_render
+from vmsilo_nix.config import options as options_render
+from vmsilo_nix.nixeval import nix
 
 from .conftest import EXAMPLES, OFFLINE, ROOT, needs_nix
 

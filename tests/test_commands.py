@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from vmsilo_nix.artifacts import Artifacts, VmArtifacts
-from vmsilo_nix.generate import build_tree, fingerprint, proxy_path
-from vmsilo_nix.layout import Layout
-from vmsilo_nix.plan import Plan, plan
-from vmsilo_nix.tree import write_tree
-from vmsilo_nix.validate import check
+from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
+from vmsilo_nix.config.rules import check
+from vmsilo_nix.plan.host import Plan, plan
+from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.render.generate import build_tree, fingerprint, proxy_path
+from vmsilo_nix.render.tree import write_tree
 
 # systemctl: `is-active` answers from $STATE/<unit> (a file holding "active"), every call logged;
 # `start`/`stop` flip that state, so vm-stop sees its VM power off.

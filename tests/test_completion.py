@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from vmsilo_nix import cli, options_render
-from vmsilo_nix.completion import (
+from vmsilo_nix.cli import app as cli
+from vmsilo_nix.config import options as options_render
+from vmsilo_nix.render.completion import (
     COMPLETED_COMMANDS,
     FORMATS,
     VMSILO_GLOBAL_OPTIONS,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from vmsilo_nix import ConfigError, structure, unstructure
-from vmsilo_nix.model import Config, SharedDirectory
+from vmsilo_nix.config.model import Config, SharedDirectory
 
 from .conftest import minimal
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmsilo_nix import crosvm_grammar as g
+from vmsilo_nix.config import crosvm_grammar as g
 
 _RUN_SETS = (g.RUN_REPEATABLE, g.RUN_SWITCHES, g.RUN_SINGLE)
 _ALL_RUN = g.RUN_REPEATABLE | g.RUN_SWITCHES | g.RUN_SINGLE

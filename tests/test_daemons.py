@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from vmsilo_nix import structure
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts
-from vmsilo_nix.daemons import balloond_argv, tray_argv
-from vmsilo_nix.layout import Layout
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.daemons import balloond_argv, tray_argv
+from vmsilo_nix.plan.layout import Layout
 
 LAYOUT = Layout(run_dir="/run/vmsilo", state_dir="/var/lib/vmsilo")
 ARTIFACTS = Artifacts(

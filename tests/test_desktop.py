@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmsilo_nix.desktop import (
+from vmsilo_nix.render.desktop import (
     DesktopEntry,
     exec_argv,
     find_entries,

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmsilo_nix import ConfigError, cli
-from vmsilo_nix.model import Config
-from vmsilo_nix.validate import check
+from vmsilo_nix import ConfigError
+from vmsilo_nix.cli import app as cli
+from vmsilo_nix.config.model import Config
+from vmsilo_nix.config.rules import check
 
 from .conftest import EXAMPLES
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix.artifacts import Artifacts, load_artifacts
-from vmsilo_nix.generate import build_tree
-from vmsilo_nix.plan import plan
-from vmsilo_nix.tree import File, Link, TreeError, read_tree, write_tree
-from vmsilo_nix.validate import check
+from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
+from vmsilo_nix.config.rules import check
+from vmsilo_nix.plan.host import plan
+from vmsilo_nix.render.generate import build_tree
+from vmsilo_nix.render.tree import File, Link, TreeError, read_tree, write_tree
 
 from .conftest import EXAMPLES, ROOT
 
@@ -144,7 +144,7 @@ def test_changed_config_replaces_the_tree(tmp_path: Path) -> None:
 CRASH = """
 import os, signal, sys
 from pathlib import Path
-from vmsilo_nix import tree
+from vmsilo_nix.render import tree
 written = 0
 real_open = os.open
 def dying_open(*args, **kwargs):

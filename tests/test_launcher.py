@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts, VmArtifacts
-from vmsilo_nix.generate import build_tree, launcher_path
-from vmsilo_nix.layout import Layout
-from vmsilo_nix.plan import Plan, plan
-from vmsilo_nix.tree import write_tree
-from vmsilo_nix.validate import check
+from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
+from vmsilo_nix.config.rules import check
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.host import Plan, plan
+from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.render.generate import build_tree, launcher_path
+from vmsilo_nix.render.tree import write_tree
 
 from .procs import alive, gone
 

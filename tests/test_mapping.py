@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from vmsilo_nix import model, options_render
-from vmsilo_nix.schema import ROOT as OPTION_ROOT
+from vmsilo_nix.config import model
+from vmsilo_nix.config import options as options_render
+from vmsilo_nix.config.schema import ROOT as OPTION_ROOT
 
 from .conftest import ROOT
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix import nix
-from vmsilo_nix.artifacts import load_artifacts
-from vmsilo_nix.generate import build_tree
-from vmsilo_nix.plan import plan
-from vmsilo_nix.tree import File, read_tree
-from vmsilo_nix.validate import check
+from vmsilo_nix.config.artifacts import load_artifacts
+from vmsilo_nix.config.rules import check
+from vmsilo_nix.nixeval import nix
+from vmsilo_nix.plan.host import plan
+from vmsilo_nix.render.generate import build_tree
+from vmsilo_nix.render.tree import File, read_tree
 
 from .conftest import EXAMPLES, ROOT, needs_nix
 
@@ -32,7 +32,7 @@ NIX_FILES = sorted(
         *ROOT.glob("*.nix"),
         *ROOT.glob("nix/*.nix"),
         *ROOT.glob("examples/*.nix"),
-        *ROOT.glob("vmsilo_nix/nix/*.nix"),
+        *ROOT.glob("vmsilo_nix/nixeval/exprs/*.nix"),
         *ROOT.glob("tests/nix/**/*.nix"),
     ]
 )

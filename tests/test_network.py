@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix.argv import Arg
-from vmsilo_nix.artifacts import Artifacts
-from vmsilo_nix.convert import structure
-from vmsilo_nix.model import Config
-from vmsilo_nix.network import (
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.config.convert import structure
+from vmsilo_nix.config.model import Config
+from vmsilo_nix.config.rules import findings
+from vmsilo_nix.plan.argv import Arg
+from vmsilo_nix.plan.network import (
     NatPlan,
     TapPlan,
     crosvm_args,
@@ -28,7 +29,6 @@ from vmsilo_nix.network import (
     plan_taps,
     plan_vm_network,
 )
-from vmsilo_nix.validate import findings
 
 IP = "/nix/store/0000-iproute2/bin/ip"
 ARTIFACTS = Artifacts(packages={"ip": "/nix/store/0000-iproute2"})

@@ -11,9 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmsilo_nix import nix, process
+from vmsilo_nix import process
 from vmsilo_nix.errors import NixError, NixNotFoundError, VmsiloError
-from vmsilo_nix.nix import Drv, EvalFailure, FlakeRef, NixExpr, NixFile, NixOptions, NixVersion
+from vmsilo_nix.nixeval import nix
+from vmsilo_nix.nixeval.nix import (
+    Drv,
+    EvalFailure,
+    FlakeRef,
+    NixExpr,
+    NixFile,
+    NixOptions,
+    NixVersion,
+)
 
 requires_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real nix binary")
 

@@ -11,10 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from vmsilo_nix import nix, nix_eval_jobs
 from vmsilo_nix.errors import NixError, VmsiloError
-from vmsilo_nix.nix import Drv, DrvResult, EvalFailure, FlakeRef, NixExpr, NixFile, NixOptions
-from vmsilo_nix.nix_eval_jobs import EvalJobsOutputError
+from vmsilo_nix.nixeval import nix, nix_eval_jobs
+from vmsilo_nix.nixeval.nix import (
+    Drv,
+    DrvResult,
+    EvalFailure,
+    FlakeRef,
+    NixExpr,
+    NixFile,
+    NixOptions,
+)
+from vmsilo_nix.nixeval.nix_eval_jobs import EvalJobsOutputError
 
 from .procs import gone
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from vmsilo_nix import structure
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts
-from vmsilo_nix.layout import Layout
-from vmsilo_nix.overlay import OverlayPlan, crosvm_args, plan_overlay
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.plan.overlay import OverlayPlan, crosvm_args, plan_overlay
 
 from .conftest import minimal
 

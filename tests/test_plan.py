@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix import cid as cids
-from vmsilo_nix import guest_identity, structure
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts, load_artifacts
-from vmsilo_nix.layout import Layout
-from vmsilo_nix.order import start_order
-from vmsilo_nix.plan import plan, to_json
-from vmsilo_nix.validate import check
+from vmsilo_nix import structure
+from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
+from vmsilo_nix.config.rules import check
+from vmsilo_nix.plan import cid as cids
+from vmsilo_nix.plan import identity as guest_identity
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.host import plan, to_json
+from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.plan.order import start_order
 
 from .conftest import EXAMPLES, ROOT
 

@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmsilo_nix import crosvm_grammar as grammar
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts, VmArtifacts
-from vmsilo_nix.plan import plan
-from vmsilo_nix.validate import check
+from vmsilo_nix.config import crosvm_grammar as grammar
+from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
+from vmsilo_nix.config.rules import check
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.host import plan
 
 from . import kvparse
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix import nix, options_render
-from vmsilo_nix.model import Config, Vm
-from vmsilo_nix.schema import field_nix_type, fields_of, nix_only_of
+from vmsilo_nix.config import options as options_render
+from vmsilo_nix.config.model import Config, Vm
+from vmsilo_nix.config.schema import field_nix_type, fields_of, nix_only_of
+from vmsilo_nix.nixeval import nix
 
 from .conftest import EXAMPLES, ROOT, needs_nix
 

@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from vmsilo_nix import structure
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts
-from vmsilo_nix.layout import Layout
-from vmsilo_nix.sound import CONTEXT_ENGINE, SoundPlan, context_properties, crosvm_args, plan_sound
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.plan.sound import (
+    CONTEXT_ENGINE,
+    SoundPlan,
+    context_properties,
+    crosvm_args,
+    plan_sound,
+)
 
 from .conftest import minimal
 

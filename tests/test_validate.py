@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from vmsilo_nix import ConfigError, structure, validate
-from vmsilo_nix.source import load, parse_source
-from vmsilo_nix.validate import RULES, findings
-from vmsilo_nix.validate import check as check_raw
-from vmsilo_nix.values import derive_mac
+from vmsilo_nix.config.rules import RULES, findings
+from vmsilo_nix.config.rules import check as check_raw
+from vmsilo_nix.config.values import derive_mac
+from vmsilo_nix.nixeval.source import load, parse_source
 
 from .conftest import EXAMPLES, needs_nix
 

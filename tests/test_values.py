@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmsilo_nix import values as v
+from vmsilo_nix.config import values as v
 
 # --------------------------------------------------------------------------------------------
 # Totality: every parser either returns or raises ValueError with a message, for any str.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from vmsilo_nix import structure
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts
-from vmsilo_nix.layout import Layout
-from vmsilo_nix.virtiofs import VirtiofsPlan, crosvm_args, plan_virtiofs
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.plan.virtiofs import VirtiofsPlan, crosvm_args, plan_virtiofs
 
 from .conftest import minimal
 

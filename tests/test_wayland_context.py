@@ -26,8 +26,8 @@ from typing import TypedDict
 import pytest
 
 from vmsilo_nix import sd_notify
-from vmsilo_nix import wayland_context as wc
 from vmsilo_nix.errors import VmsiloError
+from vmsilo_nix.wayland_context import client as wc
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 10.0  # upper bound of every wait in these tests
@@ -563,7 +563,7 @@ def test_serve_ends_when_the_compositor_hangs_up(
 
 SERVE = """
 import argparse, sys
-from vmsilo_nix import wayland_context as wc
+from vmsilo_nix.wayland_context import client as wc
 from vmsilo_nix.errors import VmsiloError
 parser = argparse.ArgumentParser()
 wc.add_arguments(parser)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .convert import structure, unstructure
-from .errors import (
+from vmsilo_nix.config.convert import structure, unstructure
+from vmsilo_nix.config.model import Config, Vm
+from vmsilo_nix.config.rules import validate
+from vmsilo_nix.errors import (
     ConfigError,
     NixError,
     NixNotFoundError,
@@ -21,9 +23,14 @@ from .errors import (
     SourceError,
     VmsiloError,
 )
-from .model import Config, Vm
-from .source import FlakeSource, JsonSource, NixFileSource, load, load_raw, parse_source
-from .validate import validate
+from vmsilo_nix.nixeval.source import (
+    FlakeSource,
+    JsonSource,
+    NixFileSource,
+    load,
+    load_raw,
+    parse_source,
+)
 
 __all__ = [
     "Config",

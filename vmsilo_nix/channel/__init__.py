@@ -1,11 +1,12 @@
 """The host-guest command channel behind ``vm-run`` and ``vm-shell`` (docs/channel.md).
 
-``vmsilo channel`` is built by :func:`add_arguments` and run by :func:`run`.
+``protocol`` and ``transport`` are the wire both ends share; ``client`` is the host's end. The
+guest's end is ``vmsilo_nix.guest.agent``.
 """
 
 from __future__ import annotations
 
-from .client import add_arguments, run, run_command
-from .protocol import ChannelError, ProtocolError
+from vmsilo_nix.channel.client import run_command
+from vmsilo_nix.channel.protocol import ChannelError, ProtocolError
 
-__all__ = ["ChannelError", "ProtocolError", "add_arguments", "run", "run_command"]
+__all__ = ["ChannelError", "ProtocolError", "run_command"]

@@ -34,9 +34,9 @@ import threading
 import tty
 from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
+from typing import Any
 
-from . import agent
-from .protocol import (
+from vmsilo_nix.channel.protocol import (
     FROM_AGENT,
     MAX_PAYLOAD,
     SIGNALS,
@@ -54,8 +54,14 @@ from .protocol import (
     encode,
     frame,
 )
-from .transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, Address, UnixAddress, VsockAddress
-from .transport import connect as connect_to
+from vmsilo_nix.channel.transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PORT,
+    Address,
+    UnixAddress,
+    VsockAddress,
+)
+from vmsilo_nix.channel.transport import connect as connect_to
 
 EXIT_CHANNEL = 255
 #: Signals forwarded to the command; after this many the client gives up waiting.
@@ -506,8 +512,8 @@ def _address_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``vmsilo channel`` and its subcommands ``run``, ``shell`` and ``agent``."""
+def add_arguments(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
+    """The host's subcommands of ``vmsilo channel``: ``run`` and ``shell``."""
     sub = parser.add_subparsers(dest="channel_command", required=True, metavar="COMMAND")
     run_p = sub.add_parser(
         "run",
@@ -530,13 +536,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Start the guest user's login shell on a pseudo-terminal.",
     )
     _address_arguments(shell_p)
-    agent_p = sub.add_parser(
-        "agent",
-        help="serve commands inside a guest (run by the guest's systemd service)",
-        description="Listen for the host's commands and run each as the unprivileged guest "
-        "user; optionally power off when idle.",
-    )
-    agent.add_arguments(agent_p)
+    return sub
 
 
 def _env(items: Sequence[str]) -> dict[str, str]:
@@ -550,9 +550,7 @@ def _env(items: Sequence[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``vmsilo channel ...``: the command's exit status, or 255 when the channel failed."""
-    if args.channel_command == "agent":
-        return agent.run_agent(args)
+    """``vmsilo channel run|shell``: the command's exit status, or 255 when the channel failed."""
     shell = args.channel_command == "shell"
     try:
         address: Address = (
@@ -575,15 +573,3 @@ def run(args: argparse.Namespace) -> int:
     except ChannelError as err:
         print(f"vmsilo channel: {err}", file=sys.stderr)
         return EXIT_CHANNEL
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``vmsilo channel`` on its own (tests run the client and the agent through it)."""
-    parser = argparse.ArgumentParser(prog="vmsilo channel")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ChannelError as err:
-        print(f"vmsilo channel: {err}", file=sys.stderr)
-        return 1

@@ -23,7 +23,7 @@ import time
 
 import attrs
 
-from .protocol import ChannelError
+from vmsilo_nix.channel.protocol import ChannelError
 
 log = logging.getLogger("vmsilo.channel")
 

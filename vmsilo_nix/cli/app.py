@@ -1,0 +1,393 @@
+"""The ``vmsilo`` command line.
+
+Exit status: 0 success; 1 the configuration is invalid; 2 usage error; 3 the configuration could
+not be read or evaluated (Nix error, bad JSON, missing file); 4 a required program (nix) is
+missing; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from vmsilo_nix import __version__
+from vmsilo_nix.cli import channel
+from vmsilo_nix.cli import show as show_render
+from vmsilo_nix.config import options as options_render
+from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
+from vmsilo_nix.config.convert import unstructure
+from vmsilo_nix.config.model import Config, Vm
+from vmsilo_nix.errors import ConfigError, NixError, NixNotFoundError, VmsiloError
+from vmsilo_nix.guest import setup as guest_setup
+from vmsilo_nix.nixeval import nix, source
+from vmsilo_nix.plan import host as plan
+from vmsilo_nix.render import generate
+from vmsilo_nix.render.tree import write_tree
+from vmsilo_nix.wayland_context import client as wayland_context
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(VmsiloError):
+    """The command line names something that does not exist (exit status 2)."""
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("configuration source (one of)")
+    ex = group.add_mutually_exclusive_group(required=True)
+    ex.add_argument(
+        "--flake",
+        metavar="REF#HOST",
+        help="a flake's NixOS host: REF#nixosConfigurations.HOST.config.programs.vmsilo",
+    )
+    ex.add_argument(
+        "--file",
+        metavar="PATH",
+        help="a .nix file evaluating to the programs.vmsilo attribute set, or a .json file "
+        "with the same data (- reads JSON from standard input)",
+    )
+
+
+def _artifacts_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--artifacts",
+        metavar="FILE",
+        help="JSON of store paths Nix built (program packages, kernels, initrds, root images); "
+        "without it, programs run from PATH and boot artifacts are reported unbuilt",
+    )
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vmsilo",
+        description="Check, inspect and generate vmsilo VM configurations.",
+        epilog="Exit status: 0 ok, 1 invalid configuration, 2 usage error, 3 configuration "
+        "could not be read or evaluated, 4 nix not installed, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on Nix errors show the whole trace and command line",
+    )
+    parser.add_argument(
+        "--option",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="pass a Nix setting to every nix call (for example: --option substituters '')",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check",
+        help="validate a configuration; every problem is reported",
+        description="Validate a configuration. Exit 0 when valid, 1 with every problem listed.",
+    )
+    _source_args(check)
+    _json_arg(check)
+
+    ev = sub.add_parser(
+        "eval",
+        help="print the normalised configuration as JSON",
+        description="Print the configuration with every default filled in, as the NixOS module "
+        "system prints config.programs.vmsilo (without _internal, package and guestConfig).",
+    )
+    _source_args(ev)
+
+    plan_p = sub.add_parser(
+        "plan",
+        help="what running the VMs takes: crosvm, virtiofsd, TAPs, overlays, order",
+        description="Plan every VM (or the named ones) from the configuration. Nothing is run.",
+    )
+    plan_p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
+    _source_args(plan_p)
+    _artifacts_arg(plan_p)
+    _json_arg(plan_p)
+
+    show = sub.add_parser(
+        "show",
+        help="one VM's plan for people, each flag with the option that produced it",
+        description="Show one VM's plan: the crosvm command one flag a line with the option "
+        "path beside it, each virtiofsd, networking, overlay and sound.",
+    )
+    show.add_argument("vm", metavar="VM")
+    _source_args(show)
+    _artifacts_arg(show)
+    _json_arg(show)
+
+    gen = sub.add_parser(
+        "generate",
+        help="write the package tree: launchers, vm-* commands, desktop files, completion",
+        description="Write the package tree the NixOS module installs as programs.vmsilo.package. "
+        "The tree is swapped in whole, so a failure leaves the previous one intact; an "
+        "unchanged configuration writes nothing.",
+    )
+    _source_args(gen)
+    gen.add_argument("--out", "-o", required=True, metavar="DIR", help="the tree's directory")
+    _artifacts_arg(gen)
+    _json_arg(gen)
+
+    wayland = sub.add_parser(
+        "wayland-context",
+        help="serve a VM's Wayland socket under its security context (run by proxy scripts)",
+        description="Create a listening socket, register it with the compositor through "
+        "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
+    )
+    wayland_context.add_arguments(wayland)
+
+    chan = sub.add_parser(
+        "channel",
+        help="run commands in a VM (vm-run, vm-shell), or serve them inside a guest",
+        description="The host-guest command channel over vsock: `run` and `shell` on the host, "
+        "`agent` in the guest.",
+    )
+    channel.add_arguments(chan)
+
+    setup = sub.add_parser(
+        "guest-setup",
+        help="inside a guest at boot: network files, hostname and shares from the VM identity",
+        description="Read the VM's identity from the kernel command line, write its "
+        "systemd-networkd files, set the hostname and mount its virtiofs shares.",
+    )
+    guest_setup.add_arguments(setup)
+
+    opts = sub.add_parser(
+        "options",
+        help="print the option schema (NixOS module, JSON Schema or Markdown)",
+        description="Render the option schema from the Python model.",
+    )
+    opts.add_argument("--format", choices=sorted(options_render.RENDERERS), default="nix")
+    opts.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
+    return parser
+
+
+def _nix_options(args: argparse.Namespace) -> nix.NixOptions:
+    return nix.NixOptions(options=tuple(args.option), show_trace=args.debug)
+
+
+@contextlib.contextmanager
+def _progress(console: Console, text: str) -> Iterator[None]:
+    """A spinner on stderr while Nix works; nothing when stderr is not a terminal."""
+    if console.is_terminal:
+        with console.status(text):
+            yield
+    else:
+        yield
+
+
+def _load(args: argparse.Namespace, err: Console) -> Any:
+    src = source.parse_source(flake=args.flake, file=args.file)
+    with _progress(err, f"Evaluating {src.describe()}..."):
+        return source.load(src, _nix_options(args))
+
+
+def print_json(data: object, *, sort_keys: bool = False) -> None:
+    """Indented for a terminal; compact for pipes and files, where the C encoder is ~10x faster
+    (Python's json only uses it without indentation)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        config = _load(args, err)
+    except ConfigError as e:
+        if args.json:
+            problems = [{"path": p.path, "message": p.message} for p in e.problems]
+            print_json({"valid": False, "problems": problems})
+        _print_problems(e, err)
+        return EXIT_INVALID
+    if args.json:
+        print_json({"valid": True, "problems": [], "vms": [vm.name for vm in config.nixos_vms]})
+    else:
+        out.print(Text.assemble(("valid", "green"), ": " + _vm_summary(config.nixos_vms)))
+    return EXIT_OK
+
+
+def _vm_summary(vms: Sequence[Vm], shown: int = 8) -> str:
+    names = [vm.name for vm in vms]
+    listed = ", ".join(names[:shown]) + (
+        f", and {len(names) - shown} more" if len(names) > shown else ""
+    )
+    return f"{len(names)} VM{'s' if len(names) != 1 else ''}" + (f" ({listed})" if names else "")
+
+
+def _error(err: Console, message: str) -> None:
+    """One error line; user data is never read as rich markup."""
+    err.print(Text.assemble(("error", "bold red"), ": ", message))
+
+
+def _print_problems(e: ConfigError, err: Console) -> None:
+    n = len(e.problems)
+    _error(err, f"the configuration has {n} problem{'s' if n != 1 else ''}:")
+    for p in e.problems:
+        err.print(Text.assemble("  ", (p.path, "bold"), ": ", p.message))
+
+
+def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
+    config = _load(args, err)
+    print_json(unstructure(config), sort_keys=True)
+    return EXIT_OK
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary sibling and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
+    text = options_render.RENDERERS[args.format]()
+    if args.output:
+        write_atomically(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> plan.Plan:
+    return _config_and_plan(args, err, wanted)[1]
+
+
+def _config_and_plan(
+    args: argparse.Namespace, err: Console, wanted: Sequence[str] = ()
+) -> tuple[Config, plan.Plan, Artifacts]:
+    config = _load(args, err)
+    names = [vm.name for vm in config.nixos_vms]
+    for name in wanted:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"no VM is named {name!r}{hint} (VMs: {', '.join(names) or 'none'})")
+    artifacts = Artifacts()
+    if args.artifacts:
+        artifacts = load_artifacts(
+            source.parse_json_text(source.read_text(Path(args.artifacts)), args.artifacts)
+        )
+    return config, plan.plan(config, artifacts), artifacts
+
+
+def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
+    p = _plan(args, err, args.vms)
+    if args.json:
+        print_json(plan.to_json(p, args.vms or None))
+        return EXIT_OK
+    out.print(show_render.summary(p, args.vms or None))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
+    p = _plan(args, err, [args.vm])
+    if args.json:
+        print_json(plan.vm_json(p.vms[args.vm], p.vm_names))
+        return EXIT_OK
+    for part in show_render.vm(p, args.vm):
+        out.print(part)
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    config, p, artifacts = _config_and_plan(args, err)
+    tree = generate.build_tree(config, p, artifacts)
+    changed = write_tree(Path(args.out), tree)
+    if args.json:
+        print_json({"out": args.out, "changed": changed, "entries": len(tree), "vms": list(p.vms)})
+    elif changed:
+        out.print(f"wrote {len(tree)} files for {len(p.vms)} VMs to {args.out}")
+    else:
+        out.print(f"{args.out} is up to date")
+    unbuilt = [n for n, v in p.vms.items() if v.unbuilt]
+    if unbuilt:
+        err.print(
+            Text(f"note: not built yet, their launchers refuse to start: {', '.join(unbuilt)}")
+        )
+    return EXIT_OK
+
+
+def cmd_wayland_context(args: argparse.Namespace, out: Console, err: Console) -> int:
+    return wayland_context.run(args)
+
+
+def cmd_channel(args: argparse.Namespace, out: Console, err: Console) -> int:
+    return channel.run(args)
+
+
+def cmd_guest_setup(args: argparse.Namespace, out: Console, err: Console) -> int:
+    return guest_setup.run(args)
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "guest-setup": cmd_guest_setup,
+    "channel": cmd_channel,
+    "wayland-context": cmd_wayland_context,
+    "check": cmd_check,
+    "eval": cmd_eval,
+    "plan": cmd_plan,
+    "show": cmd_show,
+    "options": cmd_options,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # soft_wrap: messages stay one line each, whatever the terminal width, for grep and scripts.
+    out = Console(soft_wrap=True, highlight=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except ConfigError as e:
+        _print_problems(e, err)
+        return EXIT_INVALID
+    except UsageError as e:
+        _error(err, str(e))
+        return EXIT_USAGE
+    except NixNotFoundError as e:
+        _error(err, str(e))
+        return EXIT_MISSING
+    except NixError as e:
+        _error(err, "Nix failed:")
+        err.print(Text(e.details() if args.debug else str(e)))
+        if not args.debug:
+            err.print("(run with --debug for the whole trace)")
+        return EXIT_SOURCE
+    except VmsiloError as e:
+        _error(err, str(e))
+        return EXIT_SOURCE
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""The one cattrs converter: JSON data (camelCase option names) <-> the model's attrs classes.
+
+Strict on purpose: the module system would refuse ``"no"`` for a boolean or ``true`` for an
+integer, and so do we. Structuring errors are collected (cattrs detailed validation) and turned
+into ``Problem``s that name the option path the user wrote.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
+
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from vmsilo_nix.config import model
+from vmsilo_nix.config.paths import Segment, format_path, vm_names_of
+from vmsilo_nix.config.schema import (
+    ROOT,
+    is_option_class,
+    list_item,
+    literal_args,
+    mapping_value,
+    nix_type_of,
+    option_names,
+    rename_map,
+    union_args,
+)
+from vmsilo_nix.errors import ConfigError, Problem
+
+# apply.nix turns Nix functions found where data belongs into this marker, so that the error can
+# say what the user wrote instead of failing inside `builtins.toJSON`.
+NIX_FUNCTION_MARKER = {"_vmsiloNixValue": "function"}
+
+
+def describe(value: object) -> str:
+    """A JSON value as a user would call it, for 'expected X, got Y' messages."""
+    if value == NIX_FUNCTION_MARKER:
+        return "a Nix function"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "the boolean " + ("true" if value else "false")
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the float {value}"
+    if isinstance(value, str):
+        shown = json.dumps(value)
+        return "the string " + (shown if len(shown) <= 60 else shown[:57] + '..."')
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an attribute set"
+    return type(value).__name__
+
+
+class Mismatch(ValueError):
+    """A value of the wrong type or outside its enum; the message is complete."""
+
+
+class UnknownOption(ValueError):
+    def __init__(self, key: str, known: frozenset[str]) -> None:
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        super().__init__(f"unknown option{hint}")
+        self.key = key
+
+
+def _type_words(tp: object) -> str:
+    return nix_type_of(tp).describe()
+
+
+def _strict(tp: type, words: str) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is not tp:
+            raise Mismatch(f"expected {words}, got {describe(value)}")
+        if isinstance(value, str):
+            _check_text(value)
+        return value
+
+    return hook
+
+
+def _check_text(text: str, what: str = "the string") -> None:
+    """JSON can escape what no Nix string, file name or argv can hold: NUL, lone surrogates."""
+    if "\0" in text:
+        raise Mismatch(f"{what} contains a NUL character, which no command line can carry")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Mismatch(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
+def _literal_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    choices = literal_args(tp) or ()
+    words = ", ".join(json.dumps(c) for c in choices)
+
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is str and value in choices:
+            return value
+        close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+        hint = f"; did you mean {json.dumps(close[0])}?" if close else ""
+        raise Mismatch(f"expected one of {words}, got {describe(value)}{hint}")
+
+    return hook
+
+
+def _container_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    """Lists (tuples in the model) and attribute sets (mappings): every bad item is reported,
+    each located by its index or attribute name."""
+
+    def factory(tp: Any) -> Callable[[Any, Any], Any]:
+        is_list = list_item(tp) is not None
+        item_tp = cast(Any, list_item(tp) if is_list else mapping_value(tp))
+        words = _type_words(tp)
+
+        def hook(value: Any, _: Any) -> Any:
+            items: Iterable[tuple[Any, Any]]
+            if is_list and type(value) is list:
+                items = enumerate(value)
+            elif not is_list and type(value) is dict:
+                items = value.items()
+            else:
+                raise Mismatch(f"expected {words}, got {describe(value)}")
+            out: dict[Any, Any] = {}
+            errors = []
+            for key, v in items:
+                try:
+                    if isinstance(key, str):
+                        _check_text(key, "the attribute name")
+                    out[key] = conv.structure(v, item_tp)
+                except Exception as e:
+                    note = IterableValidationNote(f"item {key}", key, item_tp)
+                    e.__notes__ = [*getattr(e, "__notes__", []), note]
+                    errors.append(e)
+            if errors:
+                raise IterableValidationError(f"invalid {words}", errors, tp)
+            return tuple(out.values()) if is_list else out
+
+        return hook
+
+    return factory
+
+
+def _accepts(tp: Any, value: Any) -> bool:
+    """Whether ``value``'s JSON kind fits union member ``tp`` (its content is checked later)."""
+    if tp is type(None):
+        return value is None
+    if tp in (bool, int, str):
+        return type(value) is tp
+    if literal_args(tp) is not None:
+        return type(value) is str
+    if list_item(tp) is not None:
+        return type(value) is list
+    return type(value) is dict  # mappings and option classes
+
+
+def _union_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(tp: Any) -> Callable[[Any, Any], Any]:
+        members = union_args(tp) or ()
+        words = _type_words(tp)
+
+        def hook(value: Any, _: Any) -> Any:
+            for member in members:
+                if _accepts(member, value):
+                    return None if member is type(None) else conv.structure(value, member)
+            raise Mismatch(f"expected {words}, got {describe(value)}")
+
+        return hook
+
+    return factory
+
+
+def _class_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(cls: Any) -> Callable[[Any, Any], Any]:
+        renames: dict[str, Any] = {a: override(rename=n) for a, n in rename_map(cls).items()}
+        inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
+        known = option_names(cls)
+        data_names = frozenset(rename_map(cls).values())
+
+        def hook(value: Any, _: Any) -> Any:
+            if type(value) is not dict:
+                raise Mismatch(f"expected an attribute set, got {describe(value)}")
+            errors: list[Exception] = []
+            for key in value:
+                if key not in known:
+                    err = UnknownOption(key, known)
+                    err.__notes__ = [AttributeValidationNote(key, key, None)]
+                    errors.append(err)
+            data = {k: v for k, v in value.items() if k in data_names}
+            try:
+                result = inner(data, cls)
+            except ClassValidationError as e:
+                errors.extend(e.exceptions)
+            if errors:
+                raise ClassValidationError(f"invalid {cls.__name__}", errors, cls)
+            return result
+
+        return hook
+
+    return factory
+
+
+def _unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(cls: Any) -> Callable[[Any], Any]:
+        renames: dict[str, Any] = {a: override(rename=n) for a, n in rename_map(cls).items()}
+        return make_dict_unstructure_fn(cls, conv, **renames)
+
+    return factory
+
+
+def make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+    conv.register_structure_hook(bool, _strict(bool, "boolean"))
+    conv.register_structure_hook(int, _strict(int, "signed integer"))
+    conv.register_structure_hook(str, _strict(str, "string"))
+    conv.register_structure_hook_factory(lambda t: literal_args(t) is not None, _literal_hook)
+    conv.register_structure_hook_factory(
+        lambda t: list_item(t) is not None or mapping_value(t) is not None,
+        _container_hook_factory(conv),
+    )
+    conv.register_structure_hook_factory(
+        lambda t: union_args(t) is not None, _union_hook_factory(conv)
+    )
+    conv.register_structure_hook_factory(is_option_class, _class_hook_factory(conv))
+    conv.register_unstructure_hook_factory(is_option_class, _unstructure_factory(conv))
+    conv.register_unstructure_hook(tuple, list)
+    return conv
+
+
+CONVERTER = make_converter()
+
+
+def _problems(exc: BaseException, path: list[Segment]) -> list[tuple[list[Segment], str]]:
+    if isinstance(exc, ClassValidationError):
+        out: list[tuple[list[Segment], str]] = []
+        names = rename_map(exc.cl) if is_option_class(exc.cl) else {}
+        for sub in exc.exceptions:
+            note = next(
+                (
+                    n
+                    for n in getattr(sub, "__notes__", [])
+                    if isinstance(n, AttributeValidationNote)
+                ),
+                None,
+            )
+            if note is None:
+                out += _problems(sub, path)
+                continue
+            name = note.name if isinstance(sub, UnknownOption) else names.get(note.name, note.name)
+            out += _problems(sub, [*path, name])
+        return out
+    if isinstance(exc, IterableValidationError):
+        out = []
+        for sub in exc.exceptions:
+            inote = next(
+                (n for n in getattr(sub, "__notes__", []) if isinstance(n, IterableValidationNote)),
+                None,
+            )
+            seg: list[Segment] = [] if inote is None else [inote.index]
+            out += _problems(sub, [*path, *seg])
+        return out
+    if isinstance(exc, KeyError):
+        return [(path, "is required but not set")]
+    if isinstance(exc, Mismatch | UnknownOption):
+        return [(path, str(exc))]
+    # Anything else is a bug in a hook, but the user still gets a located message, not a trace.
+    return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
+
+
+def structure(raw: object) -> model.Config:
+    """Turn JSON data into the model, or raise ConfigError listing every problem."""
+    try:
+        return CONVERTER.structure(raw, model.Config)
+    except (ClassValidationError, IterableValidationError, Mismatch) as exc:
+        raise ConfigError(located(exc, vm_names_of(raw))) from None
+
+
+def located(
+    exc: BaseException, vm_names: Sequence[str | None] = (), root: str = ROOT
+) -> list[Problem]:
+    """The problems inside a structuring error, each with its path below ``root``."""
+    return [Problem(format_path(p, vm_names, root), m, tuple(p)) for p, m in _problems(exc, [])]
+
+
+def unstructure(config: model.Config) -> dict[str, Any]:
+    """The normalised config as JSON data, every default filled in, option names as in Nix."""
+    data: dict[str, Any] = CONVERTER.unstructure(config)
+    return data

@@ -1,0 +1,60 @@
+"""Command lines of the two host daemons: ``vmsilo-balloond`` and ``vmsilo-tray``.
+
+vmsilo defines both command lines. Every flag is the kebab-case of its option and takes its
+value as the next word (``--poll-interval 2s``). ``vmsilo-balloond`` learns the VMs from
+repeated ``--vm NAME=CONTROL_SOCKET`` flags, in the order of ``nixosVms``: a VM name never
+contains ``=``, so the daemon splits at the first one and the socket path may hold anything.
+``extraArgs`` come last, word for word.
+"""
+
+from __future__ import annotations
+
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.config.model import Config
+from vmsilo_nix.plan.argv import Arg, OptionPath, arg
+from vmsilo_nix.plan.layout import Layout
+
+
+def balloond_argv(config: Config, layout: Layout, artifacts: Artifacts) -> tuple[Arg, ...]:
+    b = config.vmsilo_balloond
+    src: OptionPath = ("vmsilo-balloond",)
+    out = [
+        arg(artifacts.program("vmsilo-balloond"), note="the memory balloon daemon"),
+        arg("--log-level", b.log_level, source=(*src, "logLevel")),
+        arg("--poll-interval", b.poll_interval, source=(*src, "pollInterval")),
+        arg("--min-poll-interval", b.min_poll_interval, source=(*src, "minPollInterval")),
+        arg(
+            "--critical-host-percent",
+            str(b.critical_host_percent),
+            source=(*src, "criticalHostPercent"),
+        ),
+        arg(
+            "--critical-guest-available",
+            b.critical_guest_available,
+            source=(*src, "criticalGuestAvailable"),
+        ),
+        arg(
+            "--guest-available-bias",
+            b.guest_available_bias,
+            source=(*src, "guestAvailableBias"),
+        ),
+        arg("--psi-ceiling", str(b.psi_ceiling), source=(*src, "psiCeiling")),
+    ]
+    out += [
+        arg(
+            "--vm",
+            f"{vm.name}={layout.control_socket(vm.name)}",
+            source=("nixosVms", i, "name"),
+            note="the VM's crosvm control socket",
+        )
+        for i, vm in enumerate(config.nixos_vms)
+    ]
+    out += [arg(a, source=(*src, "extraArgs", j)) for j, a in enumerate(b.extra_args)]
+    return tuple(out)
+
+
+def tray_argv(config: Config, artifacts: Artifacts) -> tuple[Arg, ...]:
+    return (
+        arg(artifacts.program("vmsilo-tray"), note="the tray icon forwarder"),
+        arg("--log-level", config.vmsilo_tray.log_level, source=("vmsilo-tray", "logLevel")),
+    )

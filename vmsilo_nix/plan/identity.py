@@ -1,0 +1,96 @@
+"""What makes a guest *this* VM, carried on its kernel command line.
+
+VMs with the same guest software share one guest system and one root image, so everything
+that differs between them reaches the guest at boot: the name, the overlay type, the shares to
+mount, and the network set-up, in one parameter ``vmsilo.config=`` holding base64url of compact
+JSON. At boot the guest's ``vmsilo guest-setup`` decodes it and writes the same systemd-networkd
+files the host plans (one implementation for both sides), mounts the shares and sets the
+hostname. Only options that differ from their defaults are carried, to keep the command line
+short; validation counts it against crosvm's 2047 bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+from typing import Any
+
+from vmsilo_nix.config.model import Vm
+from vmsilo_nix.errors import VmsiloError
+from vmsilo_nix.plan.network import mac_of
+
+PARAM = "vmsilo.config"
+
+
+class IdentityError(VmsiloError):
+    """The kernel command line carries no usable vmsilo identity."""
+
+
+def payload(vm: Vm, index: int) -> dict[str, Any]:
+    interfaces: dict[str, dict[str, Any]] = {}
+    for ifname, iface in sorted(vm.network.interfaces.items()):
+        try:
+            mac = mac_of(vm, ifname, iface)
+        except ValueError:  # validation reports it; here only the length matters
+            mac = str(iface.mac_address)
+        entry: dict[str, Any] = {"macAddress": mac}
+        if iface.dhcp:
+            entry["dhcp"] = True
+        for key, value in (("addresses", iface.addresses), ("v6Addresses", iface.v6_addresses)):
+            if value:
+                entry[key] = list(value)
+        for key, routes in (("routes", iface.routes), ("v6Routes", iface.v6_routes)):
+            if routes:
+                entry[key] = {dest: {"via": r.via} for dest, r in sorted(routes.items())}
+        interfaces[ifname] = entry
+    network: dict[str, Any] = {}
+    if vm.network.nameservers:
+        network["nameservers"] = list(vm.network.nameservers)
+    if interfaces:
+        network["interfaces"] = interfaces
+    return {
+        "name": vm.name,
+        "index": index,
+        "home": vm.shared_home is not False,
+        "shares": {tag: s.readonly for tag, s in sorted(vm.shared_directories.items())},
+        "network": network,
+    }
+
+
+def encode(data: dict[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(text).decode().rstrip("=")
+
+
+def param(vm: Vm, index: int) -> str:
+    return f"{PARAM}={encode(payload(vm, index))}"
+
+
+def decode_cmdline(cmdline: str) -> dict[str, Any]:
+    """The identity in a kernel command line (the text of /proc/cmdline)."""
+    for word in cmdline.split():
+        key, _, value = word.partition("=")
+        if key != PARAM:
+            continue
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            data = json.loads(raw)
+        except (binascii.Error, ValueError) as e:
+            raise IdentityError(f"{PARAM} on the kernel command line is damaged: {e}") from None
+        if not isinstance(data, dict):
+            raise IdentityError(f"{PARAM} on the kernel command line is not an object")
+        return data
+    raise IdentityError(f"no {PARAM}= on the kernel command line: is this a vmsilo guest?")
+
+
+def add_cmdline_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cmdline FILE``, for guest programs that read the kernel command line (tests pass a
+    file of their own)."""
+    parser.add_argument(
+        "--cmdline",
+        default="/proc/cmdline",
+        metavar="FILE",
+        help="where to read the kernel command line (default: /proc/cmdline)",
+    )

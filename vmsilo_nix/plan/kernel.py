@@ -1,0 +1,64 @@
+"""The guest kernel command line: what crosvm adds, what vmsilo adds, then the user's params.
+
+crosvm joins every ``-p`` value with one space after its own ``panic=-1`` and ``console=ttyS0``
+(from its default serial port) and allows 2047 bytes in all.
+"""
+
+from __future__ import annotations
+
+from vmsilo_nix.config.model import Vm
+from vmsilo_nix.config.values import KERNEL_CMDLINE_MAX
+from vmsilo_nix.plan import identity as guest_identity
+from vmsilo_nix.plan.argv import Arg, arg
+
+CROSVM_OWN = ("panic=-1", "console=ttyS0")
+# A guest system's init is `/nix/store/<32 chars>-nixos-system-<host>-<version>/init`; before
+# it is built its length is unknown, so validation assumes this much.
+INIT_PATH_ESTIMATE = 128
+
+
+def vmsilo_params(vm: Vm, index: int, toplevel: str | None) -> list[Arg]:
+    """The parameters vmsilo gives every guest: its init and the identity it boots with."""
+    src = ("nixosVms", index)
+    init = f"init={toplevel}/init" if toplevel else None
+    params = [
+        arg("-p", init, note="the guest system's init")
+        if init
+        else arg("-p", "init=<unbuilt:toplevel>", note="the guest system is not built yet"),
+        arg("-p", f"vmsilo.name={vm.name}", source=(*src, "name")),
+        arg("-p", f"vmsilo.overlay={vm.root_overlay.type}", source=(*src, "rootOverlay", "type")),
+        arg(
+            "-p",
+            guest_identity.param(vm, index),
+            sources=[(*src, "network"), (*src, "sharedHome"), (*src, "sharedDirectories")],
+            note="the VM's identity for a shared guest system",
+        ),
+    ]
+    if vm.auto_shutdown.enable:
+        params.append(
+            arg(
+                "-p",
+                f"vmsilo.autoshutdown={vm.auto_shutdown.after}",
+                sources=[(*src, "autoShutdown", "enable"), (*src, "autoShutdown", "after")],
+            )
+        )
+    return params
+
+
+def user_params(vm: Vm, index: int) -> list[Arg]:
+    return [
+        arg("-p", p, source=("nixosVms", index, "kernelParams", j))
+        for j, p in enumerate(vm.kernel_params)
+    ]
+
+
+def command_line_length(vm: Vm, index: int, toplevel: str | None = None) -> int:
+    """Bytes of the whole command line crosvm will build (init estimated when unbuilt)."""
+    ours = [a.words[1] for a in vmsilo_params(vm, index, toplevel)]
+    if toplevel is None:
+        ours[0] = "init=" + "x" * INIT_PATH_ESTIMATE
+    words = [*CROSVM_OWN, *ours, *vm.kernel_params]
+    return len(" ".join(words).encode())
+
+
+__all__ = ["KERNEL_CMDLINE_MAX", "command_line_length", "user_params", "vmsilo_params"]

@@ -1,0 +1,300 @@
+"""Networking plans: host TAP devices, crosvm ``--net`` flags, guest networkd files and NAT.
+
+Everything here is pure: a (validated) ``Config`` goes in, plain data comes out. Commands are
+exec argument lists for iproute2's ``ip``, never shell text; running them is the launcher's job.
+
+The host end of each guest interface is a persistent TAP device created before crosvm starts and
+owned by ``programs.vmsilo.user``, so that crosvm, running as that user, can open it by name
+without ``CAP_NET_ADMIN``. Inside the guest, systemd-networkd names the virtio NIC after the
+interface (matched by its permanent MAC address) and configures it from ``network.*``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+import attrs
+
+from vmsilo_nix.config import values
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.config.model import Config, NetworkInterface, Route, Vm
+from vmsilo_nix.config.paths import format_path
+from vmsilo_nix.plan.argv import Arg, OptionPath, arg, kv_list
+
+__all__ = [
+    "NatPlan",
+    "TapPlan",
+    "VmNetwork",
+    "crosvm_args",
+    "guest_networkd",
+    "interface_path",
+    "interfaces_in_order",
+    "mac_of",
+    "plan_nat",
+    "plan_taps",
+    "plan_vm_network",
+    "tap_name",
+]
+
+# systemd applies the first .link file that matches (in lexical order of file names across its
+# directories), so ours must sort before 99-default.link; .network files likewise.
+FILE_PREFIX = "10-vmsilo-"
+
+
+# --- names and addresses ---------------------------------------------------------------------
+
+
+def tap_name(vm: Vm, index: int, explicit: str | None) -> str:
+    """The host TAP name: explicit, or ``<vm>-<index>`` with the index in interface name order."""
+    return explicit if explicit is not None else f"{vm.name}-{index}"
+
+
+def interfaces_in_order(vm: Vm) -> list[tuple[int, str]]:
+    """Interfaces with their index; attribute sets are ordered by name, as Nix orders them."""
+    return list(enumerate(sorted(vm.network.interfaces)))
+
+
+def mac_of(vm: Vm, ifname: str, iface: NetworkInterface) -> str:
+    """The guest MAC of an interface: the explicit one in lower case, else the derived one.
+
+    Raises ``ValueError`` for a malformed explicit address (validation reports it first).
+    """
+    if iface.mac_address is not None:
+        return values.format_mac(values.parse_mac(iface.mac_address))
+    return values.derive_mac(vm.name, ifname)
+
+
+def interface_path(vm_index: int, ifname: str) -> OptionPath:
+    return ("nixosVms", vm_index, "network", "interfaces", ifname)
+
+
+# --- host TAP devices ------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TapPlan:
+    """The host TAP device behind one guest interface."""
+
+    vm: str
+    interface: str  # the name the guest sees
+    index: int  # position of the interface in name order
+    name: str  # host TAP device name
+    mac: str  # guest MAC, lower case
+    user: str  # owner of the TAP (programs.vmsilo.user): crosvm opens it as this user
+    host_address: str | None  # address with prefix length of the host end
+    bridge: str | None  # host bridge the TAP joins
+    # Options that decided the host set-up: the interface first, then whatever was set for it.
+    sources: tuple[OptionPath, ...]
+    # Options that decided crosvm's --net: the interface, an explicit tap.name and macAddress.
+    net_sources: tuple[OptionPath, ...]
+
+    def setup_argv(self, ip: str) -> list[list[str]]:
+        """iproute2 commands that create and configure the TAP, in order.
+
+        ``vnet_hdr`` is given although the kernel takes the flag from whoever attaches (crosvm
+        always asks for it): it makes the device's flags match how crosvm uses it, as crosvm's
+        own documentation creates it. ``multi_queue`` is not: crosvm opens the TAP with one
+        queue pair, and the kernel refuses to attach when that flag differs.
+        """
+        commands = [
+            [ip, "tuntap", "add", "dev", self.name, "mode", "tap", "user", self.user, "vnet_hdr"]
+        ]
+        if self.bridge is not None:
+            commands.append([ip, "link", "set", "dev", self.name, "master", self.bridge])
+        if self.host_address is not None:
+            commands.append([ip, "address", "add", self.host_address, "dev", self.name])
+        commands.append([ip, "link", "set", "dev", self.name, "up"])
+        return commands
+
+    def teardown_argv(self, ip: str) -> list[list[str]]:
+        """Remove the TAP; its addresses and bridge membership go with it."""
+        return [[ip, "link", "delete", "dev", self.name]]
+
+
+def plan_taps(config: Config, vm_index: int) -> tuple[TapPlan, ...]:
+    """The TAP devices of one VM, in interface order; interfaces without ``tap`` have none."""
+    vm = config.nixos_vms[vm_index]
+    plans = []
+    for index, ifname in interfaces_in_order(vm):
+        iface = vm.network.interfaces[ifname]
+        tap = iface.tap
+        if tap is None:
+            continue
+        base = interface_path(vm_index, ifname)
+        name_path: OptionPath = (*base, "tap", "name")
+        mac_path: OptionPath = (*base, "macAddress")
+        explicit = [
+            path
+            for path, value in (
+                (name_path, tap.name),
+                (mac_path, iface.mac_address),
+                ((*base, "tap", "hostAddress"), tap.host_address),
+                ((*base, "tap", "bridge"), tap.bridge),
+            )
+            if value is not None
+        ]
+        plans.append(
+            TapPlan(
+                vm=vm.name,
+                interface=ifname,
+                index=index,
+                name=tap_name(vm, index, tap.name),
+                mac=mac_of(vm, ifname, iface),
+                user=config.user,
+                host_address=tap.host_address,
+                bridge=tap.bridge,
+                sources=(base, *explicit, ("user",)),
+                net_sources=(base, *(p for p in explicit if p in (name_path, mac_path))),
+            )
+        )
+    return tuple(plans)
+
+
+def crosvm_args(taps: Iterable[TapPlan]) -> list[Arg]:
+    """One ``--net tap-name=NAME,mac=MAC`` per TAP.
+
+    ``--net`` has no first-field shorthand, and its values are parsed without type information,
+    so a tap name that reads as a number or boolean is quoted (``kv_list`` does that).
+    """
+    return [
+        arg("--net", kv_list([("tap-name", t.name), ("mac", t.mac)]), sources=t.net_sources)
+        for t in taps
+    ]
+
+
+# --- guest side ------------------------------------------------------------------------------
+
+
+def guest_networkd(vm: Vm, vm_index: int) -> dict[str, str]:
+    """systemd-networkd files for the guest, by file name (for /etc/systemd/network).
+
+    Per interface, in name order: ``10-vmsilo-<name>.link`` gives the NIC with the interface's
+    MAC the interface's name, and ``10-vmsilo-<name>.network`` configures it. The link is matched
+    by its permanent (hardware) address: a bridge, VLAN or macvlan the guest stacks on the NIC
+    may share the current MAC, never the permanent one, so it is not renamed too.
+
+    ``nameservers`` belong to the VM, not to one interface; networkd only takes them per link,
+    so every interface's ``.network`` lists them all. systemd-resolved asks the servers of all
+    links and uses the first answer, so a link that cannot reach them costs nothing.
+    """
+    names: list[str | None] = [None] * vm_index + [vm.name]
+    files: dict[str, str] = {}
+    for _, ifname in interfaces_in_order(vm):
+        iface = vm.network.interfaces[ifname]
+        origin = format_path(interface_path(vm_index, ifname), names)
+        header = f"# Generated by vmsilo from {origin}"
+        link = [
+            header,
+            "[Match]",
+            f"PermanentMACAddress={mac_of(vm, ifname, iface)}",
+            "",
+            "[Link]",
+            f"Name={ifname}",
+        ]
+        network = [header, "[Match]", f"Name={ifname}", "", "[Network]"]
+        if iface.dhcp:
+            network.append("DHCP=yes")
+        network += [f"Address={a}" for a in (*iface.addresses, *iface.v6_addresses)]
+        network += [f"DNS={ns}" for ns in vm.network.nameservers]
+        for routes in (iface.routes, iface.v6_routes):
+            for destination, route in _sorted_routes(routes):
+                network += ["", "[Route]", f"Destination={destination}", f"Gateway={route.via}"]
+        files[f"{FILE_PREFIX}{ifname}.link"] = "\n".join(link) + "\n"
+        files[f"{FILE_PREFIX}{ifname}.network"] = "\n".join(network) + "\n"
+    return files
+
+
+def _sorted_routes(routes: Mapping[str, Route]) -> list[tuple[str, Route]]:
+    # By destination, as Nix orders attribute names (code point order equals UTF-8 byte order).
+    return sorted(routes.items())
+
+
+# --- NAT -------------------------------------------------------------------------------------
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.frozen(kw_only=True)
+class NatPlan:
+    """Masquerading of VM traffic that leaves the host through ``external_interface``.
+
+    Only TAPs with a ``hostAddress`` take part: the host routes for them. Bridged TAPs are
+    switched, not routed, so NAT for a bridge is the bridge's own business.
+    """
+
+    external_interface: str
+    internal_interfaces: tuple[str, ...]  # TAP names, sorted
+    networks: tuple[str, ...]  # networks of the hostAddresses: IPv4 first, then IPv6, sorted
+    sources: tuple[OptionPath, ...]
+
+    @property
+    def ipv4_networks(self) -> tuple[str, ...]:
+        return tuple(n for n in self.networks if ":" not in n)
+
+    @property
+    def ipv6_networks(self) -> tuple[str, ...]:
+        return tuple(n for n in self.networks if ":" in n)
+
+
+def plan_nat(config: Config) -> NatPlan | None:
+    """The NAT of all VMs' routed TAPs, or None when ``hostNetworking.nat.enable`` is false."""
+    nat = config.host_networking.nat
+    if not nat.enable:
+        return None
+    taps: list[str] = []
+    networks: set[IpNetwork] = set()
+    sources: list[OptionPath] = [
+        ("hostNetworking", "nat", "enable"),
+        ("hostNetworking", "nat", "interface"),
+    ]
+    for vm_index in range(len(config.nixos_vms)):
+        for tap in plan_taps(config, vm_index):
+            if tap.host_address is None:
+                continue
+            taps.append(tap.name)
+            networks.add(ipaddress.ip_interface(tap.host_address).network)
+            sources.append((*interface_path(vm_index, tap.interface), "tap", "hostAddress"))
+    return NatPlan(
+        external_interface=nat.interface,
+        internal_interfaces=tuple(sorted(taps)),
+        networks=tuple(str(n) for n in _sorted_networks(networks)),
+        sources=tuple(sources),
+    )
+
+
+def _sorted_networks(networks: Iterable[IpNetwork]) -> list[IpNetwork]:
+    return sorted(networks, key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+
+
+# --- one VM ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class VmNetwork:
+    """Everything networking needs for one VM."""
+
+    ip: str  # the iproute2 executable
+    taps: tuple[TapPlan, ...]  # in interface order
+    guest_files: Mapping[str, str]  # systemd-networkd files by name
+    crosvm: tuple[Arg, ...]  # the --net flags
+
+    def setup_argv(self) -> list[list[str]]:
+        """Create every TAP, in interface order."""
+        return [cmd for tap in self.taps for cmd in tap.setup_argv(self.ip)]
+
+    def teardown_argv(self) -> list[list[str]]:
+        """Remove every TAP, in reverse order."""
+        return [cmd for tap in reversed(self.taps) for cmd in tap.teardown_argv(self.ip)]
+
+
+def plan_vm_network(config: Config, vm_index: int, artifacts: Artifacts) -> VmNetwork:
+    """Plan the networking of ``config.nixos_vms[vm_index]``; the config must be valid."""
+    taps = plan_taps(config, vm_index)
+    return VmNetwork(
+        ip=artifacts.program("ip"),
+        taps=taps,
+        guest_files=MappingProxyType(guest_networkd(config.nixos_vms[vm_index], vm_index)),
+        crosvm=tuple(crosvm_args(taps)),
+    )
