@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
-from vmsilo_nix.config.rules import check
+from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.host import Plan, plan
 from vmsilo_nix.plan.layout import Layout
 from vmsilo_nix.render.generate import build_tree, fingerprint, proxy_path

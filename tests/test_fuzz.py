@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from vmsilo_nix import ConfigError
 from vmsilo_nix.cli import app as cli
 from vmsilo_nix.config.model import Config
-from vmsilo_nix.config.rules import check
+from vmsilo_nix.pipeline import check
 
 from .conftest import EXAMPLES
 

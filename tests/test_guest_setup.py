@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from vmsilo_nix.cli import app as cli
-from vmsilo_nix.config.rules import check
 from vmsilo_nix.guest.setup import Mount, plan_setup
+from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.host import plan
 from vmsilo_nix.plan.identity import IdentityError, decode_cmdline, param

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
-from vmsilo_nix.config.rules import check
+from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.host import Plan, plan
 from vmsilo_nix.plan.layout import Layout

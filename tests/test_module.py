@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from vmsilo_nix.config.artifacts import load_artifacts
-from vmsilo_nix.config.rules import check
 from vmsilo_nix.nixeval import nix
+from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.host import plan
 from vmsilo_nix.render.generate import build_tree
 from vmsilo_nix.render.tree import File, read_tree

@@ -18,7 +18,7 @@ import pytest
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.convert import structure
 from vmsilo_nix.config.model import Config
-from vmsilo_nix.config.rules import findings
+from vmsilo_nix.pipeline import findings
 from vmsilo_nix.plan.argv import Arg
 from vmsilo_nix.plan.network import (
     NatPlan,

@@ -10,7 +10,7 @@ import pytest
 
 from vmsilo_nix import structure
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
-from vmsilo_nix.config.rules import check
+from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan import cid as cids
 from vmsilo_nix.plan import identity as guest_identity
 from vmsilo_nix.plan.argv import flatten

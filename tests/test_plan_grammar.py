@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from vmsilo_nix.config import crosvm_grammar as grammar
 from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
-from vmsilo_nix.config.rules import check
+from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.host import plan
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vmsilo_nix import process
-from vmsilo_nix.errors import NixNotFoundError, VmsiloError
+from vmsilo_nix.errors import NixNotFoundError, ProgramNotFoundError, VmsiloError
 
 from .procs import gone
 
@@ -51,12 +51,27 @@ def test_run_extra_env_is_laid_over_the_environment() -> None:
 
 
 def test_run_missing_program_raises_not_found() -> None:
-    with pytest.raises(NixNotFoundError, match="'vmsilo-no-such-program'"):
+    with pytest.raises(ProgramNotFoundError, match="'vmsilo-no-such-program'") as info:
         process.run(["vmsilo-no-such-program"])
+    assert not isinstance(info.value, NixNotFoundError)
+    assert "install Nix" not in str(info.value)
+
+
+def test_a_missing_program_names_what_provides_it(tmp_path: Path) -> None:
+    with pytest.raises(ProgramNotFoundError) as info:
+        process.run(
+            ["mount", "-t", "virtiofs", "home", "/home/user"], extra_env={"PATH": str(tmp_path)}
+        )
+    assert str(info.value) == "'mount' was not found on PATH; it comes with util-linux"
+
+
+def test_only_a_missing_nix_says_how_to_install_nix(tmp_path: Path) -> None:
+    with pytest.raises(NixNotFoundError, match="install Nix"):
+        process.run(["nix", "--version"], extra_env={"PATH": str(tmp_path)})
 
 
 def test_run_looks_the_program_up_in_the_given_path(tmp_path: Path) -> None:
-    with pytest.raises(NixNotFoundError) as info:
+    with pytest.raises(ProgramNotFoundError) as info:
         process.run(["sh", "-c", "true"], extra_env={"PATH": str(tmp_path)})
     assert isinstance(info.value, VmsiloError)
 
@@ -88,7 +103,7 @@ def test_spawn_lines_reads_lines_then_waits_for_a_normal_exit() -> None:
 
 def test_spawn_lines_missing_program_raises_not_found() -> None:
     with (
-        pytest.raises(NixNotFoundError),
+        pytest.raises(ProgramNotFoundError),
         process.spawn_lines(["vmsilo-no-such-program"]),
     ):
         pass  # pragma: no cover

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from vmsilo_nix import ConfigError, structure, validate
-from vmsilo_nix.config.rules import RULES, findings
-from vmsilo_nix.config.rules import check as check_raw
+from vmsilo_nix import ConfigError, load, parse_source, structure, validate
+from vmsilo_nix.config.rules import RULES
 from vmsilo_nix.config.values import derive_mac
-from vmsilo_nix.nixeval.source import load, parse_source
+from vmsilo_nix.pipeline import check as check_raw
+from vmsilo_nix.pipeline import findings
 
 from .conftest import EXAMPLES, needs_nix
 

@@ -1,6 +1,9 @@
 """The small error hierarchy every part of vmsilo_nix raises.
 
-The CLI catches ``VmsiloError`` and prints ``str(err)``; anything else reaching the top is a bug.
+``VmsiloError`` is the one base: the CLI catches it and prints ``str(err)``; anything else
+reaching the top is a bug. Callers that need to tell causes apart catch one of its few
+subclasses: ``ConfigError`` (with every ``Problem``), ``SourceError``, ``NixError``,
+``ProgramNotFoundError`` (``NixNotFoundError`` for Nix itself).
 """
 
 from __future__ import annotations
@@ -56,14 +59,25 @@ class NixError(VmsiloError):
         )
 
 
-class NixNotFoundError(VmsiloError):
-    """No ``nix`` executable on PATH."""
+class ProgramNotFoundError(VmsiloError):
+    """A program vmsilo runs is not on PATH; says which, and what provides it."""
+
+    def __init__(self, program: str, provider: str | None = None) -> None:
+        self.program = program
+        hint = f"; it comes with {provider}" if provider else ""
+        super().__init__(f"'{program}' was not found on PATH{hint}")
+
+
+class NixNotFoundError(ProgramNotFoundError):
+    """No ``nix`` executable on PATH: the one missing program that says how to install it."""
 
     def __init__(self, program: str = "nix") -> None:
-        super().__init__(
+        VmsiloError.__init__(
+            self,
             f"'{program}' was not found on PATH; install Nix "
-            "(Debian: apt-get install nix-bin; elsewhere: https://nixos.org/download)"
+            "(Debian: apt-get install nix-bin; elsewhere: https://nixos.org/download)",
         )
+        self.program = program
 
 
 def last_error_block(stderr: str) -> str:

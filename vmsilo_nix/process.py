@@ -23,13 +23,32 @@ from typing import IO
 
 import attrs
 
-from vmsilo_nix.errors import NixNotFoundError
+from vmsilo_nix.errors import NixNotFoundError, ProgramNotFoundError
+
+#: What provides the programs vmsilo runs, for the error when one is missing. Nix itself gets
+#: install instructions (NixNotFoundError); anything unlisted is named without a hint.
+PROVIDERS = {
+    "nix-eval-jobs": "nix-eval-jobs (optional: without it vmsilo evaluates with plain nix)",
+    "mount": "util-linux",
+    "ip": "iproute2",
+    "qemu-img": "qemu-utils (Debian) or qemu (Nix)",
+    "systemctl": "systemd",
+    "crosvm": "crosvm",
+}
 
 #: Seconds a terminated group gets to exit after SIGTERM before SIGKILL.
 DEFAULT_GRACE = 2.0
 #: Seconds we wait for pipe readers once the group is dead (a child that escaped the group
 #: with its own ``setsid`` may still hold a pipe; we give up on it rather than hang).
 _READER_JOIN_TIMEOUT = 5.0
+
+
+def not_found(program: str) -> ProgramNotFoundError:
+    """The error for a missing program: install hints for Nix, the provider for the others."""
+    name = os.path.basename(program)
+    if name == "nix":
+        return NixNotFoundError(program)
+    return ProgramNotFoundError(program, PROVIDERS.get(name))
 
 
 @attrs.frozen
@@ -88,7 +107,7 @@ class _Group:
         except FileNotFoundError as err:
             # Only a missing program becomes our error; a missing cwd stays an OSError.
             if err.filename == self.argv[0]:
-                raise NixNotFoundError(self.argv[0]) from err
+                raise not_found(self.argv[0]) from err
             raise
         assert self.proc.stderr is not None
         self.stderr_reader = _Reader(self.proc.stderr)
@@ -149,7 +168,7 @@ def run(
     """Run ``argv`` to completion, capturing stdout and stderr as text.
 
     ``extra_env`` is laid over the current environment (its PATH is also where the program is
-    looked up). A missing program raises ``NixNotFoundError(argv[0])``. The exit status is not
+    looked up). A missing program raises ``not_found(argv[0])``. The exit status is not
     checked here: callers know which statuses are failures.
     """
     group = _Group(

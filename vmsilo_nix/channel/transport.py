@@ -23,13 +23,14 @@ import time
 
 import attrs
 
+from vmsilo_nix import facts
 from vmsilo_nix.channel.protocol import ChannelError
 
 log = logging.getLogger("vmsilo.channel")
 
 VMADDR_CID_HOST = 2
 #: The agent's vsock port when none is given: the port the guest module starts it on.
-DEFAULT_PORT = 5000
+DEFAULT_PORT = facts.AGENT_VSOCK_PORT
 #: How long a client keeps retrying while the guest boots (its agent not listening yet).
 DEFAULT_CONNECT_TIMEOUT = 60.0
 

@@ -21,14 +21,14 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from vmsilo_nix import __version__
+from vmsilo_nix import __version__, pipeline
 from vmsilo_nix.cli import channel
 from vmsilo_nix.cli import show as show_render
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
-from vmsilo_nix.errors import ConfigError, NixError, NixNotFoundError, VmsiloError
+from vmsilo_nix.errors import ConfigError, NixError, ProgramNotFoundError, VmsiloError
 from vmsilo_nix.guest import setup as guest_setup
 from vmsilo_nix.nixeval import nix, source
 from vmsilo_nix.plan import host as plan
@@ -196,7 +196,7 @@ def _progress(console: Console, text: str) -> Iterator[None]:
 def _load(args: argparse.Namespace, err: Console) -> Any:
     src = source.parse_source(flake=args.flake, file=args.file)
     with _progress(err, f"Evaluating {src.describe()}..."):
-        return source.load(src, _nix_options(args))
+        return pipeline.load(src, _nix_options(args))
 
 
 def print_json(data: object, *, sort_keys: bool = False) -> None:
@@ -370,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         _error(err, str(e))
         return EXIT_USAGE
-    except NixNotFoundError as e:
+    except ProgramNotFoundError as e:
         _error(err, str(e))
         return EXIT_MISSING
     except NixError as e:

@@ -16,18 +16,16 @@ from typing import Any
 from vmsilo_nix.config import crosvm_grammar as grammar
 from vmsilo_nix.config import values
 from vmsilo_nix.config.convert import structure
-from vmsilo_nix.config.model import Config, Freeform, SharedDirectory, Vm
+from vmsilo_nix.config.model import Config, Freeform, SharedDirectory
+from vmsilo_nix.config.naming import interfaces_in_order, mac_of, shared_home_path, tap_name
 from vmsilo_nix.config.paths import Segment, format_path
 from vmsilo_nix.errors import ConfigError, Problem
-from vmsilo_nix.plan.kernel import command_line_length
-from vmsilo_nix.plan.network import interfaces_in_order, mac_of, tap_name
+from vmsilo_nix.facts import HOME_TAG
 
 Finding = tuple[tuple[Segment, ...], str]
 Rule = Callable[[Config], Iterable[Finding]]
 RULES: list[Rule] = []
 
-HOME_TAG = "home"  # virtiofs tag of the sharedHome share
-DEFAULT_SHARED_HOME = "/shared/{vm}"
 TAG_MAX_BYTES = 36  # virtiofsd --tag limit
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LEVELS = ("error", "warn", "info", "debug", "trace")
@@ -58,14 +56,6 @@ def _check(path: tuple[Segment, ...], fn: Callable[[Any], object], value: Any) -
         fn(value)
     except ValueError as e:
         yield path, str(e)
-
-
-def shared_home_path(vm: Vm) -> str | None:
-    if vm.shared_home is False:
-        return None
-    if vm.shared_home is True:
-        return DEFAULT_SHARED_HOME.format(vm=vm.name)
-    return str(vm.shared_home)
 
 
 # --- names -----------------------------------------------------------------------------------
@@ -355,14 +345,6 @@ def disks(c: Config) -> Iterator[Finding]:
             yield from _freeform(vm_path(i, "gpu"), vm.gpu, (), "--gpu")
 
 
-# Flags vmsilo itself gives crosvm once; crosvm refuses a second one ("duplicate values").
-_OWN_RUN_FLAGS = {
-    "--cpus": "cpus",
-    "--mem": "memory",
-    "--initrd": "initramfs",
-    "--vsock": "name (the vsock CID)",
-    "--socket": "the control socket vmsilo manages",
-}
 # Flags that would take away what vmsilo relies on.
 _BREAKING_RUN_FLAGS = {
     "--no-balloon": "vmsilo-balloond moves memory through the balloon device this removes",
@@ -371,20 +353,15 @@ _BREAKING_RUN_FLAGS = {
 
 @rule
 def extra_args(c: Config) -> Iterator[Finding]:
-    """Extra crosvm arguments do not repeat a flag vmsilo already sets once (`--cpus`, `--mem`,
-    `--initrd`, `--vsock`, `--socket`, `--core-scheduling`, `--log-level`, a second `--gpu`), do
-    not use flags crosvm removed, and keep global flags before `run`."""
-    any_gpu = any(vm.gpu is not False for vm in c.nixos_vms)
-    own = dict(_OWN_RUN_FLAGS)
-    if c.scheduler_isolation != "vm":  # "vm" passes only the --per-vm-core-scheduling switch
-        own["--core-scheduling"] = "schedulerIsolation"
+    """Extra crosvm arguments do not repeat a flag vmsilo already passes once (`--cpus`, `--mem`,
+    `--initrd`, `--vsock`, `--socket`, `--core-scheduling`, a second `--gpu`, ...: checked on the
+    plan's own words, `plan/checks.py`), do not set `--log-level` (that is `crosvm.logLevel`),
+    do not use flags crosvm removed or `--no-balloon`, and keep global flags before `run`."""
     yield from _extra_before(
         [(("crosvm", "extraArgs", j), a) for j, a in enumerate(c.crosvm.extra_args)]
     )
     yield from _extra_after(
-        [(("crosvm", "extraRunArgs", j), a) for j, a in enumerate(c.crosvm.extra_run_args)],
-        any_gpu,
-        own,
+        [(("crosvm", "extraRunArgs", j), a) for j, a in enumerate(c.crosvm.extra_run_args)]
     )
     for i, vm in enumerate(c.nixos_vms):
         extra = vm.crosvm
@@ -395,9 +372,7 @@ def extra_args(c: Config) -> Iterator[Finding]:
             [
                 (vm_path(i, "crosvm", "extraRunArgs", j), a)
                 for j, a in enumerate(extra.extra_run_args)
-            ],
-            vm.gpu is not False,
-            own,
+            ]
         )
 
 
@@ -415,18 +390,12 @@ def _extra_before(words: list[tuple[tuple[Segment, ...], str]]) -> Iterator[Find
             )
 
 
-def _extra_after(
-    words: list[tuple[tuple[Segment, ...], str]], gpu: bool, own: Mapping[str, str]
-) -> Iterator[Finding]:
+def _extra_after(words: list[tuple[tuple[Segment, ...], str]]) -> Iterator[Finding]:
     for path, word in words:
         flag = grammar.canonical_flag(word)
         if flag is None:
             continue
-        if flag in own:
-            yield path, f"vmsilo already passes {flag} (from {own[flag]}); crosvm refuses it twice"
-        elif flag == "--gpu" and gpu:
-            yield path, "vmsilo already passes --gpu (from gpu); crosvm allows one GPU"
-        elif flag in _BREAKING_RUN_FLAGS:
+        if flag in _BREAKING_RUN_FLAGS:
             yield path, f"{flag} cannot be used: {_BREAKING_RUN_FLAGS[flag]}"
         elif flag in grammar.RUN_REMOVED:
             yield path, f"crosvm no longer has {flag}: {grammar.RUN_REMOVED[flag]}"
@@ -517,19 +486,12 @@ def _share(
 
 @rule
 def kernel(c: Config) -> Iterator[Finding]:
-    """Kernel parameters are printable ASCII, and the whole command line crosvm builds (its own
-    parameters, vmsilo's, then these) fits its 2047 bytes; `kernel` and `initramfs` are absolute
-    paths."""
+    """Kernel parameters are printable ASCII; `kernel` and `initramfs` are absolute paths; the
+    whole command line crosvm builds (its own parameters, vmsilo's, then these) fits its 2047
+    bytes (that part is checked on the plan, `plan/checks.py`)."""
     for i, vm in enumerate(c.nixos_vms):
         for j, p in enumerate(vm.kernel_params):
             yield from _check(vm_path(i, "kernelParams", j), values.check_kernel_param, p)
-        used = command_line_length(vm, i)
-        if used > values.KERNEL_CMDLINE_MAX:
-            yield (
-                vm_path(i, "kernelParams"),
-                f"make the kernel command line {used} bytes long with the parameters crosvm and "
-                f"vmsilo add; crosvm allows {values.KERNEL_CMDLINE_MAX}",
-            )
         for key, v in (("kernel", vm.kernel), ("initramfs", vm.initramfs)):
             if v is not None and not v.startswith("/"):
                 yield vm_path(i, key), f"must be an absolute path, got {v!r}"
@@ -543,17 +505,23 @@ def findings(config: Config) -> list[Problem]:
     ]
 
 
-def check(raw: object) -> Config:
+def check(raw: object, find: Callable[[Config], list[Problem]] = findings) -> Config:
     """Structure and validate JSON data, reporting type errors and rule violations together.
 
+    ``find`` lists the rule violations (the pipeline adds the checks of the plan to these).
     When some values have the wrong type, the rules still run on a copy without them (their
     defaults stand in), so that one run lists every problem; findings under a removed value are
     dropped, since they would speak of the default rather than of what the user wrote.
     """
     try:
-        return validate(structure(raw))
+        config = structure(raw)
     except ConfigError as first:
         type_problems = first.problems
+    else:
+        problems = find(config)
+        if problems:
+            raise ConfigError(problems)
+        return config
     removed = [p.segments[: _last_key(p.segments)] for p in type_problems]
     repaired = copy.deepcopy(raw)
     for path in removed:
@@ -562,7 +530,7 @@ def check(raw: object) -> Config:
         config = structure(repaired)
     except ConfigError:
         raise ConfigError(type_problems) from None  # nothing more can be said with confidence
-    more = [p for p in findings(config) if not any(p.segments[: len(r)] == r for r in removed if r)]
+    more = [p for p in find(config) if not any(p.segments[: len(r)] == r for r in removed if r)]
     raise ConfigError([*type_problems, *more])
 
 

@@ -37,7 +37,7 @@ from types import FrameType
 
 import attrs
 
-from vmsilo_nix import process
+from vmsilo_nix import facts, process
 from vmsilo_nix.channel.protocol import (
     FROM_CLIENT,
     SIGNALS,
@@ -65,7 +65,7 @@ from vmsilo_nix.sd_notify import notify_ready
 log = logging.getLogger("vmsilo.channel")
 
 DEFAULT_USER = "user"
-CMDLINE_KEY = "vmsilo.autoshutdown"
+CMDLINE_KEY = facts.PARAM_AUTOSHUTDOWN
 DEFAULT_POWEROFF = ("systemctl", "poweroff")
 # Directories of a NixOS user's PATH, then the usual ones for other systems.
 DEFAULT_PATH = (

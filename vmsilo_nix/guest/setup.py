@@ -16,15 +16,15 @@ from typing import Any
 
 import attrs
 
-from vmsilo_nix import process
+from vmsilo_nix import facts, process
 from vmsilo_nix.config.convert import structure
-from vmsilo_nix.config.rules import HOME_TAG
 from vmsilo_nix.errors import ConfigError, VmsiloError
+from vmsilo_nix.facts import HOME_TAG
 from vmsilo_nix.plan.identity import IdentityError, add_cmdline_argument, decode_cmdline
 from vmsilo_nix.plan.network import guest_networkd
 
-HOME_MOUNT = "/home/user"
-SHARES_UNDER = "/mnt"
+HOME_MOUNT = facts.GUEST_HOME
+SHARES_UNDER = facts.GUEST_SHARES_DIR
 
 
 @attrs.frozen

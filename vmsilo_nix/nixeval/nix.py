@@ -18,7 +18,7 @@ from typing import Literal, TypeAlias
 import attrs
 
 from vmsilo_nix import process
-from vmsilo_nix.errors import NixError, NixNotFoundError, VmsiloError
+from vmsilo_nix.errors import NixError, NixNotFoundError, ProgramNotFoundError, VmsiloError
 
 JSON: TypeAlias = "dict[str, JSON] | list[JSON] | str | int | float | bool | None"
 AttrPath: TypeAlias = tuple[str, ...]
@@ -169,7 +169,10 @@ def run_json(argv: Sequence[str]) -> JSON:
 
 
 def _run_checked(argv: Sequence[str]) -> process.Completed:
-    result = process.run(argv)
+    try:
+        result = process.run(argv)
+    except ProgramNotFoundError as err:
+        raise NixNotFoundError(argv[0]) from err  # whatever its name, it was to be Nix
     if result.returncode != 0:
         raise NixError(argv, result.returncode, result.stderr)
     return result

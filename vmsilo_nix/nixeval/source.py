@@ -1,6 +1,8 @@
 """Where a configuration comes from: a flake's NixOS host, a plain .nix file, or JSON.
 
-Every source is read with at most one Nix evaluation, whatever the number of VMs.
+Every source is read with at most one Nix evaluation, whatever the number of VMs. What comes
+back is plain JSON data; structuring and checking it is the next stage's job
+(``vmsilo_nix.pipeline.load`` runs both).
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from pathlib import Path
 
 import attrs
 
-from vmsilo_nix.config.model import Config
-from vmsilo_nix.config.rules import check
 from vmsilo_nix.errors import SourceError
 from vmsilo_nix.nixeval import nix
 
@@ -124,8 +124,3 @@ def read_text(path: Path) -> str:
         raise SourceError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SourceError(f"{path}: cannot read: {e}") from None
-
-
-def load(source: Source, opts: nix.NixOptions = nix.DEFAULT_OPTIONS) -> Config:
-    """Read, structure and validate a configuration; raises ConfigError with every problem."""
-    return check(load_raw(source, opts))

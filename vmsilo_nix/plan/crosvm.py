@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config, Freeform
 from vmsilo_nix.config.values import normalise_bdf, sysfs_path
+from vmsilo_nix.facts import UNBUILT
 from vmsilo_nix.plan.argv import Arg, KvValue, OptionPath, arg, kv_list
 from vmsilo_nix.plan.kernel import user_params, vmsilo_params
 from vmsilo_nix.plan.layout import Layout
 from vmsilo_nix.plan.wayland import WaylandPlan
 
-UNBUILT = "<unbuilt:{}>"
 # The default GPU serves Wayland forwarding only: cross-domain contexts carry the guest's
 # Wayland traffic to the host socket given with --wayland-sock.
 DEFAULT_GPU: tuple[tuple[str, KvValue], ...] = (("context-types", "cross-domain"),)

@@ -17,11 +17,12 @@ import binascii
 import json
 from typing import Any
 
+from vmsilo_nix import facts
 from vmsilo_nix.config.model import Vm
+from vmsilo_nix.config.naming import mac_of
 from vmsilo_nix.errors import VmsiloError
-from vmsilo_nix.plan.network import mac_of
 
-PARAM = "vmsilo.config"
+PARAM = facts.PARAM_CONFIG
 
 
 class IdentityError(VmsiloError):

@@ -6,6 +6,7 @@ crosvm joins every ``-p`` value with one space after its own ``panic=-1`` and ``
 
 from __future__ import annotations
 
+from vmsilo_nix import facts
 from vmsilo_nix.config.model import Vm
 from vmsilo_nix.config.values import KERNEL_CMDLINE_MAX
 from vmsilo_nix.plan import identity as guest_identity
@@ -24,9 +25,17 @@ def vmsilo_params(vm: Vm, index: int, toplevel: str | None) -> list[Arg]:
     params = [
         arg("-p", init, note="the guest system's init")
         if init
-        else arg("-p", "init=<unbuilt:toplevel>", note="the guest system is not built yet"),
-        arg("-p", f"vmsilo.name={vm.name}", source=(*src, "name")),
-        arg("-p", f"vmsilo.overlay={vm.root_overlay.type}", source=(*src, "rootOverlay", "type")),
+        else arg(
+            "-p",
+            "init=" + facts.UNBUILT.format("toplevel"),
+            note="the guest system is not built yet",
+        ),
+        arg("-p", f"{facts.PARAM_NAME}={vm.name}", source=(*src, "name")),
+        arg(
+            "-p",
+            f"{facts.PARAM_OVERLAY}={vm.root_overlay.type}",
+            source=(*src, "rootOverlay", "type"),
+        ),
         arg(
             "-p",
             guest_identity.param(vm, index),
@@ -38,7 +47,7 @@ def vmsilo_params(vm: Vm, index: int, toplevel: str | None) -> list[Arg]:
         params.append(
             arg(
                 "-p",
-                f"vmsilo.autoshutdown={vm.auto_shutdown.after}",
+                f"{facts.PARAM_AUTOSHUTDOWN}={vm.auto_shutdown.after}",
                 sources=[(*src, "autoShutdown", "enable"), (*src, "autoShutdown", "after")],
             )
         )

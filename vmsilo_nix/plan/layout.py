@@ -5,9 +5,7 @@ from __future__ import annotations
 import attrs
 
 from vmsilo_nix.config.schema import option
-
-RUN_DIR = "/run/vmsilo"  # sockets: gone at reboot, like the VMs
-STATE_DIR = "/var/lib/vmsilo"  # the qcow2 overlay: disk, not RAM, although recreated each start
+from vmsilo_nix.facts import RUN_DIR, STATE_DIR
 
 
 @attrs.frozen(kw_only=True)

@@ -17,9 +17,9 @@ from types import MappingProxyType
 
 import attrs
 
-from vmsilo_nix.config import values
 from vmsilo_nix.config.artifacts import Artifacts
-from vmsilo_nix.config.model import Config, NetworkInterface, Route, Vm
+from vmsilo_nix.config.model import Config, Route, Vm
+from vmsilo_nix.config.naming import interfaces_in_order, mac_of, tap_name
 from vmsilo_nix.config.paths import format_path
 from vmsilo_nix.plan.argv import Arg, OptionPath, arg, kv_list
 
@@ -30,12 +30,9 @@ __all__ = [
     "crosvm_args",
     "guest_networkd",
     "interface_path",
-    "interfaces_in_order",
-    "mac_of",
     "plan_nat",
     "plan_taps",
     "plan_vm_network",
-    "tap_name",
 ]
 
 # systemd applies the first .link file that matches (in lexical order of file names across its
@@ -44,26 +41,6 @@ FILE_PREFIX = "10-vmsilo-"
 
 
 # --- names and addresses ---------------------------------------------------------------------
-
-
-def tap_name(vm: Vm, index: int, explicit: str | None) -> str:
-    """The host TAP name: explicit, or ``<vm>-<index>`` with the index in interface name order."""
-    return explicit if explicit is not None else f"{vm.name}-{index}"
-
-
-def interfaces_in_order(vm: Vm) -> list[tuple[int, str]]:
-    """Interfaces with their index; attribute sets are ordered by name, as Nix orders them."""
-    return list(enumerate(sorted(vm.network.interfaces)))
-
-
-def mac_of(vm: Vm, ifname: str, iface: NetworkInterface) -> str:
-    """The guest MAC of an interface: the explicit one in lower case, else the derived one.
-
-    Raises ``ValueError`` for a malformed explicit address (validation reports it first).
-    """
-    if iface.mac_address is not None:
-        return values.format_mac(values.parse_mac(iface.mac_address))
-    return values.derive_mac(vm.name, ifname)
 
 
 def interface_path(vm_index: int, ifname: str) -> OptionPath:

@@ -36,12 +36,13 @@ import shlex
 
 import attrs
 
+from vmsilo_nix import facts
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config
 from vmsilo_nix.plan.argv import Arg, OptionPath, arg, kv_list
 from vmsilo_nix.plan.layout import Layout
 
-CONTEXT_ENGINE = "org.vmsilo"  # pipewire.sec.engine of every backend without capture
+CONTEXT_ENGINE = facts.ENGINE  # pipewire.sec.engine of every backend without capture
 
 
 @attrs.frozen

@@ -35,7 +35,8 @@ import attrs
 
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config, SharedDirectory
-from vmsilo_nix.config.rules import HOME_TAG, shared_home_path
+from vmsilo_nix.config.naming import shared_home_path
+from vmsilo_nix.facts import HOME_TAG
 from vmsilo_nix.plan.argv import Arg, OptionPath, arg, kv_list
 from vmsilo_nix.plan.layout import Layout
 

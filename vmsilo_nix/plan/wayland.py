@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import attrs
 
+from vmsilo_nix import facts
 from vmsilo_nix.config.model import Vm
 from vmsilo_nix.config.values import parse_color
 from vmsilo_nix.plan.argv import OptionPath
 from vmsilo_nix.plan.layout import Layout
 
-SANDBOX_ENGINE = "org.vmsilo"
+SANDBOX_ENGINE = facts.ENGINE
 
 
 @attrs.frozen(kw_only=True)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from vmsilo_nix.errors import VmsiloError
-from vmsilo_nix.plan.wayland import SANDBOX_ENGINE
+from vmsilo_nix.facts import ENGINE as SANDBOX_ENGINE
 from vmsilo_nix.sd_notify import notify_ready
 
 MANAGER_INTERFACE = "wp_security_context_manager_v1"

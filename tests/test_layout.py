@@ -1,0 +1,77 @@
+"""The rooms of vmsilo_nix import one way: each stage only from the stages below it.
+
+This is the architecture of docs/development.md as a test: moving an import against the flow
+(a rule importing a planner, the Nix layer importing the model) fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "vmsilo_nix"
+
+# room -> the rooms it may import (besides itself). The ground floor imports nothing of ours.
+ALLOWED: dict[str, set[str]] = {
+    "facts": set(),
+    "errors": set(),
+    "sd_notify": set(),
+    "process": {"errors"},
+    "nixeval": {"process", "errors", "facts"},
+    "config": {"nixeval", "errors", "facts"},
+    "plan": {"config", "errors", "facts"},
+    "pipeline": {"plan", "config", "nixeval", "errors"},
+    "render": {"plan", "config", "errors", "facts"},
+    "channel": {"errors", "facts"},
+    "guest": {"channel", "plan", "config", "process", "errors", "facts", "sd_notify"},
+    "wayland_context": {"errors", "facts", "sd_notify"},
+    "balloond": {"config", "process", "errors", "facts"},
+    "tray": {"channel", "process", "errors", "facts", "sd_notify"},
+    "build": {"pipeline", "plan", "config", "nixeval", "process", "errors", "facts"},
+    "cli": set(),  # the top floor: checked only for not being imported
+}
+TOP = {"cli", "__main__", "__init__"}
+
+
+def room_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def imported_rooms(path: Path) -> set[str]:
+    rooms: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "vmsilo_nix" and len(parts) > 1:
+                rooms.add(parts[1])
+    return rooms
+
+
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if room_of(p) not in TOP)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_flow_one_way(path: Path) -> None:
+    room = room_of(path)
+    assert room in ALLOWED, f"{room} is a new room: add it to ALLOWED and docs/development.md"
+    wrong = imported_rooms(path) - ALLOWED[room] - {room}
+    assert not wrong, f"{path.relative_to(PACKAGE)} imports {sorted(wrong)} against the flow"
+
+
+def test_nothing_but_the_top_imports_the_cli() -> None:
+    for path in SOURCES:
+        assert "cli" not in imported_rooms(path), path
+
+
+def test_the_test_sees_an_import_against_the_flow(tmp_path: Path) -> None:
+    bad = tmp_path / "rule.py"
+    bad.write_text("from vmsilo_nix.plan.kernel import command_line_length\n")
+    assert imported_rooms(bad) - ALLOWED["config"] == {"plan"}

@@ -1,0 +1,61 @@
+"""Engine facts that several rooms, the shell templates and the Nix modules must agree on.
+
+Each fact has its owner here; Python imports it, and the Nix modules read the same values from
+``nix/facts.json``, which ``vmsilo facts`` writes from this module (a test fails on any drift).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+VERSION: Final = "0.1.0"
+
+#: The engine name every Wayland security context and PipeWire client of a VM carries; the
+#: host's WirePlumber rule denies capture to clients of this engine.
+ENGINE: Final = "org.vmsilo"
+
+#: Per-VM run-time directories (sockets) live below this; gone at reboot, like the VMs.
+RUN_DIR: Final = "/run/vmsilo"
+#: Per-VM state (the qcow2 overlay): disk, not RAM, although recreated at each start.
+STATE_DIR: Final = "/var/lib/vmsilo"
+
+#: The guest user's home, where the sharedHome share is mounted.
+GUEST_HOME: Final = "/home/user"
+#: The virtiofs tag of the sharedHome share.
+HOME_TAG: Final = "home"
+#: The host directory of ``sharedHome = true``.
+DEFAULT_SHARED_HOME: Final = "/shared/{vm}"
+#: Where the guest mounts every other share: ``/mnt/<tag>``.
+GUEST_SHARES_DIR: Final = "/mnt"
+
+#: The vsock port the guest's command agent listens on.
+AGENT_VSOCK_PORT: Final = 5000
+
+#: Kernel parameters vmsilo sets on every guest; the guest reads its identity from them.
+PARAM_NAME: Final = "vmsilo.name"
+PARAM_OVERLAY: Final = "vmsilo.overlay"
+PARAM_CONFIG: Final = "vmsilo.config"
+PARAM_AUTOSHUTDOWN: Final = "vmsilo.autoshutdown"
+
+#: What stands in an argv for an artifact Nix has not built yet (``<unbuilt:kernel>``).
+UNBUILT: Final = "<unbuilt:{}>"
+
+
+def for_nix() -> dict[str, object]:
+    """The facts the Nix modules read, as ``nix/facts.json`` holds them."""
+    return {
+        "version": VERSION,
+        "engine": ENGINE,
+        "runDir": RUN_DIR,
+        "stateDir": STATE_DIR,
+        "guestHome": GUEST_HOME,
+        "homeTag": HOME_TAG,
+        "guestSharesDir": GUEST_SHARES_DIR,
+        "agentVsockPort": AGENT_VSOCK_PORT,
+        "params": {
+            "name": PARAM_NAME,
+            "overlay": PARAM_OVERLAY,
+            "config": PARAM_CONFIG,
+            "autoshutdown": PARAM_AUTOSHUTDOWN,
+        },
+    }
