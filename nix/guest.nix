@@ -13,7 +13,9 @@
 }:
 let
   g = config.vmsilo.guest;
-  vsockPort = 5000;
+  # Facts the engine owns (vmsilo_nix/facts.py; `vmsilo facts` writes this file).
+  facts = lib.importJSON ./facts.json;
+  vsockPort = facts.agentVsockPort;
   proxyCommand =
     if g.waylandProxy == "sommelier" then
       "${g.proxyPackage}/bin/sommelier --virtgpu-channel --socket=wayland-1"
@@ -141,7 +143,7 @@ in
     users.users.${g.user} = {
       isNormalUser = true;
       uid = 1000;
-      home = "/home/user";
+      home = facts.guestHome;
       createHome = false;
       linger = true; # the user's manager, and so the Wayland proxy, runs from boot
     };

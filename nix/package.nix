@@ -16,7 +16,7 @@
 }:
 buildPythonApplication {
   pname = "vmsilo-nix";
-  version = "0.1.0";
+  version = (lib.importJSON ./facts.json).version;
   pyproject = true;
   src = lib.fileset.toSource {
     root = ../.;

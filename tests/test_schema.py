@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from vmsilo_nix import facts
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.model import Config, Vm
 from vmsilo_nix.config.schema import field_nix_type, fields_of, nix_only_of
@@ -130,3 +131,10 @@ def test_type_descriptions_match_the_module_system(
 
     collect(Config, "programs.vmsilo")
     assert ours == {path: row["type"] for path, row in tree.items()}
+
+
+def test_checked_in_facts_match_the_engine() -> None:
+    """The Nix modules read nix/facts.json; it must say what vmsilo_nix/facts.py says."""
+    assert json.loads((ROOT / "nix/facts.json").read_text()) == facts.for_nix(), (
+        "regenerate with `vmsilo facts -o nix/facts.json`"
+    )

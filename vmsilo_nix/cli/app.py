@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from vmsilo_nix import __version__, pipeline
+from vmsilo_nix import __version__, facts, pipeline
 from vmsilo_nix.cli import channel
 from vmsilo_nix.cli import show as show_render
 from vmsilo_nix.config import options as options_render
@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opts.add_argument("--format", choices=sorted(options_render.RENDERERS), default="nix")
     opts.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
+    facts_p = sub.add_parser(
+        "facts",
+        help="print the engine facts the Nix modules read (nix/facts.json)",
+        description="The version, engine name, paths, vsock port and kernel parameter names "
+        "that the engine and the Nix modules must agree on, as JSON.",
+    )
+    facts_p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
     return parser
 
 
@@ -272,6 +279,15 @@ def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_facts(args: argparse.Namespace, out: Console, err: Console) -> int:
+    text = json.dumps(facts.for_nix(), indent=2) + "\n"
+    if args.output:
+        write_atomically(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def _plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> plan.Plan:
     return _config_and_plan(args, err, wanted)[1]
 
@@ -353,6 +369,7 @@ COMMANDS = {
     "plan": cmd_plan,
     "show": cmd_show,
     "options": cmd_options,
+    "facts": cmd_facts,
 }
 
 
