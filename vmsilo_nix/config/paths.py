@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 
 from vmsilo_nix.config.schema import ROOT
+from vmsilo_nix.nixeval.nix import is_plain_attr
 
 Segment = str | int
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 
 
 def format_path(
@@ -26,7 +25,7 @@ def format_path(
                     safe = name.isprintable() and _encodable(name)
                     out += f" ({name if safe else json.dumps(name)})"
         else:
-            name = seg if _IDENT.match(seg) else json.dumps(seg)  # json: ASCII-safe
+            name = seg if is_plain_attr(seg) else json.dumps(seg)  # json: ASCII-safe
             out += f".{name}" if out else name
     return out
 

@@ -217,6 +217,15 @@ def eval_json_expr(
     return run_json(eval_expr_argv(expr, apply=apply, impure=impure, opts=opts))
 
 
+#: A Nix identifier: an attribute name that needs no quotes in an attribute path.
+_PLAIN_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*")
+
+
+def is_plain_attr(name: str) -> bool:
+    """Whether ``name`` can stand bare in a Nix attribute path (else it must be quoted)."""
+    return _PLAIN_ATTR.fullmatch(name) is not None
+
+
 def nix_string(text: str) -> str:
     """A Nix string literal for ``text``: how data (never code) enters an expression."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")

@@ -8,7 +8,6 @@ back is plain JSON data; structuring and checking it is the next stage's job
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from vmsilo_nix.errors import SourceError
 from vmsilo_nix.nixeval import nix
 
 JSON = nix.JSON
-_PLAIN_ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 
 
 def apply_expr() -> str:
@@ -42,7 +40,7 @@ class FlakeSource:
 
     @property
     def installable(self) -> str:
-        host = self.host if _PLAIN_ATTR.match(self.host) else json.dumps(self.host)
+        host = self.host if nix.is_plain_attr(self.host) else json.dumps(self.host)
         return f"{self.ref}#nixosConfigurations.{host}.config.programs.vmsilo"
 
     def describe(self) -> str:
