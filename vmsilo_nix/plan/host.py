@@ -29,6 +29,7 @@ class VmPlan:
     name: str
     index: int
     cid: int
+    runtime_dir: str  # the VM's run-time directory: its sockets live here
     control_socket: str
     crosvm: tuple[Arg, ...]
     virtiofsd: tuple[virtiofs.VirtiofsPlan, ...]
@@ -80,6 +81,7 @@ def plan_vm(config: Config, index: int, cid: int, layout: Layout, artifacts: Art
         name=vm.name,
         index=index,
         cid=cid,
+        runtime_dir=layout.runtime(vm.name),
         control_socket=layout.control_socket(vm.name),
         crosvm=tuple(args),
         virtiofsd=shares,

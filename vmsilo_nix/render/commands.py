@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.plan.host import Plan
-from vmsilo_nix.render.launcher import q, runtime_dir, shell_template
+from vmsilo_nix.render.launcher import q, shell_template
 
 STOP_TIMEOUT_SECONDS = 30
 
@@ -46,7 +46,7 @@ def render_commands(
         "vmsilo": f"vmsilo={q(artifacts.program('vmsilo'))}",
         "unit": _table("unit", {n: unit_name(n) for n in p.vms}),
         "control": _table("control", {n: v.control_socket for n, v in p.vms.items()}),
-        "runtime": _table("runtime", {n: runtime_dir(v) for n, v in p.vms.items()}),
+        "runtime": _table("runtime", {n: v.runtime_dir for n, v in p.vms.items()}),
         "cid": _table("cid", {n: str(v.cid) for n, v in p.vms.items()}),
         "fingerprint": _table("fingerprint", dict(fingerprints)),
     }

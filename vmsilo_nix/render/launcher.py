@@ -40,10 +40,6 @@ def shell_template(name: str) -> str:
     return resources.files("vmsilo_nix.render").joinpath("sh", name).read_text(encoding="utf-8")
 
 
-def runtime_dir(p: VmPlan) -> str:
-    return p.control_socket.rsplit("/", 1)[0]
-
-
 def render_launcher(p: VmPlan, fingerprint: str) -> str:
     lines = [HEADER.format(what="Launcher", vm=p.name)]
     if p.unbuilt:
@@ -51,7 +47,7 @@ def render_launcher(p: VmPlan, fingerprint: str) -> str:
         lines += [f"printf '%s\\n' {q(message)} >&2", "exit 1"]
         return "\n".join(lines) + "\n"
     lines.append(f"vm={q(p.name)}")
-    lines.append(f"runtime={q(runtime_dir(p))}")
+    lines.append(f"runtime={q(p.runtime_dir)}")
     lines.append(f"overlay={q(p.overlay.path or '')}")
     lines.append(f"socket_wait={SOCKET_WAIT_SECONDS}")
     lines.append(f"stop_grace={STOP_GRACE_SECONDS}")
@@ -130,7 +126,7 @@ def render_proxy(p: VmPlan, vmsilo: str) -> str | None:
     ]
     return (
         HEADER.format(what="Wayland proxy", vm=p.name)
-        + f"mkdir -p -- {q(runtime_dir(p))}\n"
+        + f"mkdir -p -- {q(p.runtime_dir)}\n"
         + "exec "
         + command(argv)
         + "\n"
