@@ -513,3 +513,15 @@ def test_crosvm_log_levels_rejected(level: str) -> None:
     assert len(check({"crosvm": {"logLevel": level}})) == 1
     found = check(vms({"name": "a", "crosvm": {"logLevel": level}}))
     assert len(found) == 1 and found[0].startswith(f"{VM}[0] (a).crosvm.logLevel: expected a level")
+
+
+def test_mandatory_file_handles_are_refused() -> None:
+    """virtiofsd runs as programs.vmsilo.user; the real one refuses "mandatory" unprivileged
+    (tests/test_virtiofsd_real.py shows it)."""
+    share = {"path": "/srv/s", "inodeFileHandles": "mandatory"}
+    found = check(vms({"name": "a", "sharedDirectories": {"s": share}}))
+    assert len(found) == 1
+    assert found[0].startswith(f"{VM}[0] (a).sharedDirectories.s.inodeFileHandles: ")
+    assert "CAP_DAC_READ_SEARCH" in found[0]
+    share["inodeFileHandles"] = "prefer"
+    assert check(vms({"name": "a", "sharedDirectories": {"s": share}})) == []

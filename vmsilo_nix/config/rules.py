@@ -441,7 +441,8 @@ def pci(c: Config) -> Iterator[Finding]:
 def shares(c: Config) -> Iterator[Finding]:
     """Shared-directory tags are usable virtiofs tags (at most 36 bytes) and do not clash with the
     home share; paths are absolute; `posixAcl` excludes `translateUid`/`translateGid`; ID maps
-    are well formed; thread pools are not negative."""
+    are well formed; thread pools are not negative; `inodeFileHandles` is not `"mandatory"`
+    (virtiofsd runs unprivileged, as the VM's user, and then refuses to start with it)."""
     for i, vm in enumerate(c.nixos_vms):
         home = shared_home_path(vm)
         if home is not None and not home.startswith("/"):
@@ -479,6 +480,17 @@ def _share(
             yield (*path, key), f"expected the form {form}, got {v!r}"
     if s.thread_pool_size < 0:
         yield (*path, "threadPoolSize"), "must not be negative"
+    if s.inode_file_handles == "mandatory":
+        # Seen with the real virtiofsd run unprivileged: "Refusing to use (mandatory) file
+        # handles", and it exits before crosvm can connect.
+        yield (
+            (*path, "inodeFileHandles"),
+            (
+                '"mandatory" needs CAP_DAC_READ_SEARCH, which virtiofsd running as '
+                'programs.vmsilo.user does not have; use "prefer" (file handles where they work) '
+                'or "never"'
+            ),
+        )
 
 
 # --- kernel and command lines ----------------------------------------------------------------
