@@ -11,14 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmsilo_nix.render.desktop import (
+from vmsilo_nix.render.desktop import find_entries, find_icon, render_host_entry
+from vmsilo_nix.render.desktop_entry import (
     DesktopEntry,
     exec_argv,
-    find_entries,
-    find_icon,
     parse_desktop_entry,
     quote_exec,
-    render_host_entry,
     split_exec,
     split_list,
     unescape_string,
