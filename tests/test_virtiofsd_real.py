@@ -80,24 +80,23 @@ def run_as_vm_user(argv: list[str], socket: str, timeout: float = 30.0) -> tuple
     if os.geteuid() == 0:
         prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
         os.chown(runtime, NOBODY, NOBODY)
-    proc = subprocess.Popen(
-        [*prefix, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
-    log: list[str] = []
+    fd = proc.stderr.fileno()  # raw reads: a buffered readline would hide lines from select
+    log = b""
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+            ready, _, _ = select.select([fd], [], [], 0.1)
             if not ready:
                 continue
-            line = proc.stderr.readline()
-            if not line:  # exited
-                return False, "".join(log)
-            log.append(line)
-            if "Waiting for vhost-user socket connection" in line:
-                return os.path.exists(socket), "".join(log)
-        return False, "timed out: " + "".join(log)
+            chunk = os.read(fd, 65536)
+            if not chunk:  # exited
+                return False, log.decode(errors="replace")
+            log += chunk
+            if b"Waiting for vhost-user socket connection" in log:
+                return os.path.exists(socket), log.decode(errors="replace")
+        return False, "timed out: " + log.decode(errors="replace")
     finally:
         proc.kill()
         proc.wait()
