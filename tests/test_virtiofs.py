@@ -76,27 +76,31 @@ def test_directory_share_with_defaults() -> None:
     ]
 
 
+# Every setting of a share changed from its default (tests/test_virtiofsd_real.py runs it too).
+EVERY_SETTING: dict[str, Any] = {
+    "path": "/srv/share",
+    "threadPoolSize": 4,
+    "xattr": False,
+    "posixAcl": False,
+    "readonly": True,
+    "inodeFileHandles": "mandatory",
+    "cache": "never",
+    "allowMmap": True,
+    "enableReaddirplus": False,
+    "writeback": True,
+    "allowDirectIo": True,
+    "logLevel": "debug",
+    "killprivV2": False,
+    "uidMap": ":1000:1000:1:",
+    "gidMap": ":100:100:1:",
+    "translateUid": "map:1000:2000:1",
+    "translateGid": "squash-guest:0:100:65536",
+    "preserveNoatime": True,
+}
+
+
 def test_every_setting_changed_from_its_default() -> None:
-    share = {
-        "path": "/srv/share",
-        "threadPoolSize": 4,
-        "xattr": False,
-        "posixAcl": False,
-        "readonly": True,
-        "inodeFileHandles": "mandatory",
-        "cache": "never",
-        "allowMmap": True,
-        "enableReaddirplus": False,
-        "writeback": True,
-        "allowDirectIo": True,
-        "logLevel": "debug",
-        "killprivV2": False,
-        "uidMap": ":1000:1000:1:",
-        "gidMap": ":100:100:1:",
-        "translateUid": "map:1000:2000:1",
-        "translateGid": "squash-guest:0:100:65536",
-        "preserveNoatime": True,
-    }
+    share = EVERY_SETTING
     (s,) = plans(sharedHome=False, sharedDirectories={"s": share})
     assert s.readonly is True
     assert flatten(s.argv) == [

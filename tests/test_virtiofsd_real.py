@@ -27,6 +27,7 @@ from vmsilo_nix.plan.layout import Layout
 from vmsilo_nix.plan.virtiofs import VirtiofsPlan, plan_virtiofs
 
 from .conftest import minimal
+from .test_virtiofs import EVERY_SETTING
 
 
 def _virtiofsd() -> str | None:
@@ -109,24 +110,10 @@ def test_the_default_home_share_starts(world: Path) -> None:
 
 
 def test_a_share_with_every_setting_an_unprivileged_virtiofsd_can_honour(world: Path) -> None:
-    settings = {
-        "path": share(world, "s"),
-        "threadPoolSize": 4,
-        "xattr": False,
-        "posixAcl": False,
-        "readonly": True,
-        "inodeFileHandles": "never",
-        "cache": "never",
-        "allowMmap": True,
-        "enableReaddirplus": False,
-        "writeback": True,
-        "allowDirectIo": True,
-        "logLevel": "debug",
-        "killprivV2": False,
-        "translateUid": "map:1000:2000:1",
-        "translateGid": "squash-guest:0:100:65536",
-        "preserveNoatime": True,
-    }
+    # Unprivileged, mandatory file handles are refused (see below) and a map of other IDs needs
+    # newuidmap with subordinate ranges (docs/sharing.md): the rest is as the planner's test has it.
+    settings = {**EVERY_SETTING, "path": share(world, "s"), "inodeFileHandles": "never"}
+    del settings["uidMap"], settings["gidMap"]
     (s,) = plans(world, sharedHome=False, sharedDirectories={"s": settings})
     ok, log = run_as_vm_user(flatten(s.argv), s.socket)
     assert ok, log
