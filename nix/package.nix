@@ -6,6 +6,7 @@
   attrs,
   cattrs,
   rich,
+  pywayland,
   pytestCheckHook,
   hypothesis,
   nix,
@@ -38,6 +39,7 @@ buildPythonApplication {
     attrs
     cattrs
     rich
+    pywayland
   ];
   nativeCheckInputs = [
     pytestCheckHook

@@ -1,9 +1,12 @@
-"""vmsilo wayland-context against a fake compositor that decodes the wire protocol itself.
+"""vmsilo wayland-context against a fake compositor that decodes the wire protocol itself, and
+against a real headless weston.
 
 The fake is a Unix socket server in a thread. Its decoder is written here from the protocol
 (header: sender id, then size << 16 | opcode; 32-bit arguments; strings with their length
-including the NUL, padded to 32 bits; descriptors as SCM_RIGHTS), independent of the module's,
-so the two cannot agree on a mistake by sharing code.
+including the NUL, padded to 32 bits; descriptors as SCM_RIGHTS), independent of libwayland's,
+so the two cannot agree on a mistake by sharing code. weston (10) has no security contexts, so
+against it the tests prove the rest with a real libwayland server: the registry, the refusal,
+a real protocol error with its message, and a compositor that goes away.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import shutil
 import signal
 import socket
 import stat
@@ -24,10 +28,20 @@ from pathlib import Path
 from typing import TypedDict
 
 import pytest
+from pywayland.protocol.wayland import WlCompositor
 
 from vmsilo_nix import sd_notify
 from vmsilo_nix.errors import VmsiloError
-from vmsilo_nix.wayland_context import client as wc
+from vmsilo_nix.wayland_context import DEFAULT_TIMEOUT, cli
+from vmsilo_nix.wayland_context.compositor import (
+    Compositor,
+    CompositorClosedError,
+    NoCompositorError,
+    UnsupportedCompositorError,
+    WaylandError,
+    WaylandProtocolError,
+)
+from vmsilo_nix.wayland_context.registration import SocketPathError, register
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 10.0  # upper bound of every wait in these tests
@@ -323,7 +337,7 @@ def test_registers_the_socket_under_the_context(
 ) -> None:
     sock_path = vm_dir / "wayland.sock"
     fake = compositor(watch_path=sock_path)
-    reg = wc.register(str(sock_path), display=display_of(tmp_path), timeout=WAIT, **IDENTITY)
+    reg = register(str(sock_path), display=display_of(tmp_path), timeout=WAIT, **IDENTITY)
     try:
         assert fake.metadata == IDENTITY
         assert fake.committed.is_set()
@@ -337,6 +351,7 @@ def test_registers_the_socket_under_the_context(
             (CONTEXT, 2),  # set_app_id
             (CONTEXT, 3),  # set_instance_id
             (CONTEXT, 4),  # commit
+            ("wl_display", 0),  # sync: a protocol error still names the context
             (CONTEXT, 0),  # destroy
             (MANAGER, 0),  # destroy
             ("wl_display", 0),  # sync
@@ -379,7 +394,7 @@ def test_display_name_under_xdg_runtime_dir(
     fake = compositor()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
-    with wc.register(str(vm_dir / "wayland.sock"), timeout=WAIT, **IDENTITY) as reg:
+    with register(str(vm_dir / "wayland.sock"), timeout=WAIT, **IDENTITY) as reg:
         assert reg.connection.where == str(tmp_path / "wayland-0")
         assert fake.metadata == IDENTITY
     assert fake.close_fd_hung_up()
@@ -391,7 +406,7 @@ def test_inherited_wayland_socket(vm_dir: Path, monkeypatch: pytest.MonkeyPatch)
     fake.serve_connected(theirs)
     try:
         monkeypatch.setenv("WAYLAND_SOCKET", str(ours.detach()))
-        with wc.register(str(vm_dir / "wayland.sock"), timeout=WAIT, **IDENTITY) as reg:
+        with register(str(vm_dir / "wayland.sock"), timeout=WAIT, **IDENTITY) as reg:
             assert reg.connection.where == "WAYLAND_SOCKET"
             assert "WAYLAND_SOCKET" not in os.environ  # taken, as libwayland does
             assert fake.metadata == IDENTITY
@@ -403,8 +418,8 @@ def test_compositor_without_security_contexts(
     compositor: Callable[..., FakeCompositor], tmp_path: Path, vm_dir: Path
 ) -> None:
     compositor(offer_manager=False)
-    with pytest.raises(wc.UnsupportedCompositorError) as info:
-        wc.register(
+    with pytest.raises(UnsupportedCompositorError) as info:
+        register(
             str(vm_dir / "wayland.sock"), display=display_of(tmp_path), timeout=WAIT, **IDENTITY
         )
     text = str(info.value)
@@ -415,11 +430,14 @@ def test_compositor_without_security_contexts(
 
 
 def test_protocol_error_is_reported(
-    compositor: Callable[..., FakeCompositor], tmp_path: Path, vm_dir: Path
+    compositor: Callable[..., FakeCompositor],
+    tmp_path: Path,
+    vm_dir: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     compositor(fail_on=(CONTEXT, 4, 3))
-    with pytest.raises(wc.WaylandProtocolError) as info:
-        wc.register(
+    with pytest.raises(WaylandProtocolError) as info:
+        register(
             str(vm_dir / "wayland.sock"), display=display_of(tmp_path), timeout=WAIT, **IDENTITY
         )
     err = info.value
@@ -429,32 +447,33 @@ def test_protocol_error_is_reported(
         "invalid_metadata (3): rejected by test"
     )
     assert list(vm_dir.iterdir()) == []  # neither the socket nor its temporary name is left
+    assert capfd.readouterr().err == ""  # libwayland's own line about it is kept back
 
 
 def test_nested_error_explains(
     compositor: Callable[..., FakeCompositor], tmp_path: Path, vm_dir: Path
 ) -> None:
     compositor(fail_on=(MANAGER, 1, 2))
-    with pytest.raises(wc.WaylandProtocolError, match=r"nested \(2\).*itself inside a security"):
-        wc.register(
+    with pytest.raises(WaylandProtocolError, match=r"nested \(2\).*itself inside a security"):
+        register(
             str(vm_dir / "wayland.sock"), display=display_of(tmp_path), timeout=WAIT, **IDENTITY
         )
     assert list(vm_dir.iterdir()) == []
 
 
 def test_no_display(vm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(wc.NoCompositorError, match="WAYLAND_DISPLAY is not set"):
-        wc.register(str(vm_dir / "wayland.sock"), **IDENTITY)
+    with pytest.raises(NoCompositorError, match="WAYLAND_DISPLAY is not set"):
+        register(str(vm_dir / "wayland.sock"), **IDENTITY)
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-1")
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    with pytest.raises(wc.NoCompositorError, match="XDG_RUNTIME_DIR is not set"):
-        wc.register(str(vm_dir / "wayland.sock"), **IDENTITY)
+    with pytest.raises(NoCompositorError, match="XDG_RUNTIME_DIR is not set"):
+        register(str(vm_dir / "wayland.sock"), **IDENTITY)
 
 
 def test_nothing_listening_at_the_display(tmp_path: Path, vm_dir: Path) -> None:
     missing = tmp_path / "wayland-9"
-    with pytest.raises(wc.NoCompositorError) as info:
-        wc.register(str(vm_dir / "wayland.sock"), display=str(missing), **IDENTITY)
+    with pytest.raises(NoCompositorError) as info:
+        register(str(vm_dir / "wayland.sock"), display=str(missing), **IDENTITY)
     assert (
         str(info.value) == f"cannot connect to the Wayland compositor at {missing}: no such socket"
     )
@@ -469,7 +488,7 @@ def test_stale_socket_is_replaced(
         old.bind(str(sock_path))  # left behind by a registrar that died
     os.chmod(sock_path, 0o666)
     fake = compositor()
-    with wc.register(str(sock_path), display=display_of(tmp_path), timeout=WAIT, **IDENTITY):
+    with register(str(sock_path), display=display_of(tmp_path), timeout=WAIT, **IDENTITY):
         assert stat.S_IMODE(os.lstat(sock_path).st_mode) == 0o600
         # Connecting to the path now reaches the compositor's listener, not a dead socket.
         with fake.listener() as listener, socket.socket(socket.AF_UNIX) as guest:
@@ -483,15 +502,15 @@ def test_regular_file_is_refused(vm_dir: Path) -> None:
     path = vm_dir / "wayland.sock"
     path.write_text("precious")
     # Refused before any compositor is asked (there is none at this display).
-    with pytest.raises(wc.SocketPathError) as info:
-        wc.register(str(path), display=str(vm_dir / "no-compositor"), **IDENTITY)
+    with pytest.raises(SocketPathError) as info:
+        register(str(path), display=str(vm_dir / "no-compositor"), **IDENTITY)
     assert str(info.value) == f"refusing to replace {path}: it exists and is not a socket"
     assert path.read_text() == "precious"
 
 
 def test_missing_directory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(wc.SocketPathError, match="is not a directory"):
-        wc.register(str(tmp_path / "nope" / "wayland.sock"), **IDENTITY)
+    with pytest.raises(SocketPathError, match="is not a directory"):
+        register(str(tmp_path / "nope" / "wayland.sock"), **IDENTITY)
 
 
 @pytest.mark.parametrize("field", ["engine", "app_id", "instance_id"])
@@ -499,8 +518,8 @@ def test_metadata_is_checked_before_connecting(vm_dir: Path, field: str) -> None
     for value, complaint in (("", "must not be empty"), ("a\0b", "NUL"), ("x" * 2000, "long")):
         bad = {"engine": "org.vmsilo", "app_id": "banking", "instance_id": "b #000000"}
         bad[field] = value
-        with pytest.raises(wc.WaylandError, match=complaint):
-            wc.register(
+        with pytest.raises(WaylandError, match=complaint):
+            register(
                 str(vm_dir / "wayland.sock"),
                 engine=bad["engine"],
                 app_id=bad["app_id"],
@@ -508,10 +527,14 @@ def test_metadata_is_checked_before_connecting(vm_dir: Path, field: str) -> None
             )
 
 
-def test_string_encoding() -> None:
-    assert wc._string("abc") == u32(4) + b"abc\0"
-    assert wc._string("abcd") == u32(5) + b"abcd\0\0\0\0"
-    assert wc._string("banking #2e7d32") == wire_string("banking #2e7d32")
+def test_the_vmsilo_command_does_not_load_libwayland() -> None:
+    """Only running wayland-context loads it: every other subcommand starts without its cost."""
+    code = (
+        "import sys, vmsilo_nix.cli.app; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('pywayland', '_cffi_backend')])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_notify_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -525,28 +548,28 @@ def test_notify_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    wc.add_arguments(parser)
+    cli.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_arguments() -> None:
     args = parse(["--socket", "/s", "--app-id", "a", "--instance-id", "a #000000"])
     assert (args.socket, args.app_id, args.instance_id) == ("/s", "a", "a #000000")
-    assert (args.engine, args.display, args.timeout) == ("org.vmsilo", None, wc.DEFAULT_TIMEOUT)
+    assert (args.engine, args.display, args.timeout) == ("org.vmsilo", None, DEFAULT_TIMEOUT)
 
 
 def test_serve_ends_when_the_compositor_hangs_up(
     compositor: Callable[..., FakeCompositor], tmp_path: Path, vm_dir: Path
 ) -> None:
     sock_path = vm_dir / "wayland.sock"
-    fake = compositor(hang_up_after=2)  # right after answering the registration's roundtrip
+    fake = compositor(hang_up_after=3)  # right after answering the registration's last sync
     # A safety net: should serve miss the hang-up, SIGTERM ends it and the test fails.
     timer = threading.Timer(WAIT, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     previous = signal.getsignal(signal.SIGTERM)
     try:
-        with pytest.raises(wc.CompositorClosedError, match="closed the connection"):
-            wc.run(
+        with pytest.raises(CompositorClosedError, match="closed the connection"):
+            cli.run(
                 parse(
                     [
                         *("--socket", str(sock_path), "--app-id", "banking"),
@@ -563,12 +586,12 @@ def test_serve_ends_when_the_compositor_hangs_up(
 
 SERVE = """
 import argparse, sys
-from vmsilo_nix.wayland_context import client as wc
+from vmsilo_nix.wayland_context import cli
 from vmsilo_nix.errors import VmsiloError
 parser = argparse.ArgumentParser()
-wc.add_arguments(parser)
+cli.add_arguments(parser)
 try:
-    sys.exit(wc.run(parser.parse_args(sys.argv[1:])))
+    sys.exit(cli.run(parser.parse_args(sys.argv[1:])))
 except VmsiloError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
@@ -603,3 +626,125 @@ def test_serve_in_a_process_stops_on_sigterm(
     assert fake.close_fd_hung_up()
     assert not sock_path.exists()
     assert fake.finished.wait(WAIT)  # the process also closed its compositor connection
+
+
+# -- a real compositor: headless weston
+
+
+@pytest.fixture
+def weston(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A headless weston on a socket of its own; yields (the socket's path, the process)."""
+    program = shutil.which("weston")
+    if program is None:
+        pytest.skip("weston is not installed (Debian: apt-get install weston)")
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    path = runtime / "wayland-h9"
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    env.pop("WAYLAND_DISPLAY", None)
+    env.pop("DISPLAY", None)
+    argv = [program, "--backend=headless-backend.so", "--shell=fullscreen-shell.so"]
+    argv += ["--no-config", "--idle-time=0", f"--socket={path.name}"]
+    log = tmp_path / "weston.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not path.exists():
+            assert proc.poll() is None, f"weston exited early: {log.read_text()}"
+            assert time.monotonic() < deadline, f"weston never listened: {log.read_text()}"
+            time.sleep(0.02)
+        yield str(path), proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(WAIT)
+
+
+def test_weston_lists_its_globals_and_is_refused(
+    weston: tuple[str, subprocess.Popen[bytes]], vm_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    display, _ = weston
+    conn = Compositor(display, timeout=WAIT)
+    try:
+        conn.roundtrip()
+        interfaces = {iface for iface, _version in conn.globals.values()}
+        assert {"wl_compositor", "wl_shm", "wl_output", "zwp_fullscreen_shell_v1"} <= interfaces
+        assert conn.find_global(MANAGER) is None
+    finally:
+        conn.close()
+    with pytest.raises(UnsupportedCompositorError, match=f"at {display} does not offer {MANAGER}"):
+        register(str(vm_dir / "wayland.sock"), display=display, timeout=WAIT, **IDENTITY)
+    assert list(vm_dir.iterdir()) == []
+    assert capfd.readouterr().err == ""  # libwayland printed nothing of its own
+
+
+def test_weston_protocol_error_names_object_and_message(
+    weston: tuple[str, subprocess.Popen[bytes]], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A real libwayland server's error: binding a global at a version it does not have."""
+    display, _ = weston
+    conn = Compositor(display, timeout=WAIT)
+    try:
+        conn.roundtrip()
+        found = conn.find_global("wl_compositor")
+        assert found is not None
+        name, version = found
+        conn.registry.bind(name, WlCompositor, version + 1)
+        with pytest.raises(WaylandProtocolError) as info:
+            conn.roundtrip()
+    finally:
+        conn.close()
+    err = info.value
+    assert (err.interface, err.object_id, err.code) == ("wl_registry", 2, 0)
+    assert err.message == (
+        f"invalid version for global wl_compositor ({name}): have {version}, wanted {version + 1}"
+    )
+    assert str(err).startswith(
+        "the compositor rejected a request on wl_registry#2 with protocol error "
+        "0: invalid version for global wl_compositor"
+    )
+    assert capfd.readouterr().err == ""
+
+
+def test_weston_going_away_ends_the_connection(
+    weston: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    display, proc = weston
+    conn = Compositor(display, timeout=WAIT)
+    try:
+        conn.roundtrip()
+        proc.terminate()
+        proc.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        while conn.dispatch(WAIT):
+            assert time.monotonic() < deadline, "the hang-up was never noticed"
+        failure = conn.failure()
+    finally:
+        conn.close()
+    assert isinstance(failure, CompositorClosedError)
+    assert str(failure) == f"the compositor at {display} closed the connection"
+
+
+def test_wayland_context_command_against_weston(
+    weston: tuple[str, subprocess.Popen[bytes]], vm_dir: Path
+) -> None:
+    """The whole command, as a proxy script runs it: one line of error, nothing left behind."""
+    display, _ = weston
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WAYLAND_DISPLAY": display}
+    argv = [sys.executable, "-c", SERVE, "--socket", str(vm_dir / "wayland.sock")]
+    argv += ["--app-id", "banking", "--instance-id", "banking #2e7d32"]
+    done = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=WAIT * 3, check=False
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"error: the compositor at {display} does not offer {MANAGER} (Wayland security "
+        "contexts), which vmsilo needs to label VM windows; recent sway, Hyprland and KWin "
+        "(Plasma 6) offer it, though not to clients that are themselves sandboxed\n"
+    )
+    assert list(vm_dir.iterdir()) == []

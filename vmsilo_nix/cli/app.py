@@ -34,7 +34,7 @@ from vmsilo_nix.nixeval import nix, source
 from vmsilo_nix.plan import host as plan
 from vmsilo_nix.render import generate
 from vmsilo_nix.render.tree import write_tree
-from vmsilo_nix.wayland_context import client as wayland_context
+from vmsilo_nix.wayland_context import cli as wayland_context
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
