@@ -52,6 +52,7 @@ from vmsilo_nix.channel.protocol import (
     StdinEof,
     Stdout,
     encode,
+    env_items,
     frame,
 )
 from vmsilo_nix.channel.transport import (
@@ -539,16 +540,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
     return sub
 
 
-def _env(items: Sequence[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise ChannelError(f"--env {item!r}: expected NAME=VALUE")
-        env[name] = value
-    return env
-
-
 def run(args: argparse.Namespace) -> int:
     """``vmsilo channel run|shell``: the command's exit status, or 255 when the channel failed."""
     shell = args.channel_command == "shell"
@@ -556,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
         address: Address = (
             UnixAddress(args.unix) if args.unix else VsockAddress(args.cid, args.port)
         )
-        env = _env(args.env)
+        env = env_items(args.env, "--env")
         use_tty = shell or args.tty
         if use_tty:
             for name in TTY_ENV:

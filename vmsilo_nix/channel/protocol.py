@@ -20,11 +20,12 @@ import enum
 import json
 import signal
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from vmsilo_nix.assignments import split_assignment
 from vmsilo_nix.errors import VmsiloError
 
 VERSION = 1
@@ -49,6 +50,17 @@ SIGNALS: Mapping[str, signal.Signals] = {
 
 class ChannelError(VmsiloError):
     """The command channel failed: no agent to connect to, or the connection broke."""
+
+
+def env_items(items: Sequence[str], flag: str) -> dict[str, str]:
+    """``flag NAME=VALUE`` items (``--env``, ``--session-env``) as variables; a later NAME wins."""
+    env: dict[str, str] = {}
+    for item in items:
+        name, value = split_assignment(item)
+        if not name or value is None:
+            raise ChannelError(f"{flag} {item!r}: expected NAME=VALUE")
+        env[name] = value
+    return env
 
 
 class ProtocolError(ChannelError):

@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Literal
 
+from vmsilo_nix.assignments import split_assignment
+
 CROSVM_COMMIT: Final = "f1e797a68dada35cbafef8d0cfae36bacfaea85e"
 CROSVM_COMMIT_DATE: Final = "2026-08-21"
 
@@ -634,7 +636,7 @@ def canonical_flag(arg: str) -> str | None:
         return ARGV_REWRITES[arg]
     if len(arg) <= 1 or not arg.startswith("-"):
         return None
-    key = arg.split("=", 1)[0]
+    key = split_assignment(arg)[0]
     return SHORT_ALIASES.get(key, key)
 
 

@@ -38,6 +38,7 @@ from types import FrameType
 import attrs
 
 from vmsilo_nix import facts, process
+from vmsilo_nix.assignments import last_assignment
 from vmsilo_nix.channel.protocol import (
     FROM_CLIENT,
     SIGNALS,
@@ -54,6 +55,7 @@ from vmsilo_nix.channel.protocol import (
     Stdin,
     StdinEof,
     encode,
+    env_items,
     frame,
 )
 from vmsilo_nix.channel.transport import DEFAULT_PORT, Address, Listener, UnixAddress, VsockAddress
@@ -155,11 +157,7 @@ class IdleShutdown:
 def cmdline_auto_shutdown(cmdline: str) -> float | None:
     """The ``vmsilo.autoshutdown=SECONDS`` of a kernel command line (the last one wins, as
     for the kernel's own parameters); None when absent or invalid."""
-    value = None
-    for word in cmdline.split():
-        key, eq, text = word.partition("=")
-        if key == CMDLINE_KEY and eq:
-            value = text
+    value = last_assignment(cmdline.split(), CMDLINE_KEY)
     if value is None:
         return None
     try:
@@ -646,16 +644,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _session_env(items: Sequence[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise ChannelError(f"--session-env {item!r}: expected NAME=VALUE")
-        env[name] = value
-    return env
-
-
 def auto_shutdown_seconds(args: argparse.Namespace) -> float | None:
     if args.auto_shutdown is not None:
         return float(args.auto_shutdown) if args.auto_shutdown >= 0 else None
@@ -674,7 +662,7 @@ def run_agent(args: argparse.Namespace) -> int:
     user.check()
     config = AgentConfig(
         user=user,
-        session_env=_session_env(args.session_env),
+        session_env=env_items(args.session_env, "--session-env"),
         path=args.path,
         max_connections=args.max_connections,
     )

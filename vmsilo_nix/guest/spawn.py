@@ -51,6 +51,7 @@ def fail(message, status=126):
     sys.stderr.write("vmsilo: " + message + "\n")
     sys.exit(status)
 _, uid, gid, groups, cwd, ctty, count, *rest = sys.argv
+# NAME=VALUE, as vmsilo_nix.assignments reads it (this program cannot import it: see above).
 env = dict(item.split("=", 1) for item in rest[: int(count)])
 argv = rest[int(count):]
 try:

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from vmsilo_nix import facts
+from vmsilo_nix.assignments import last_assignment
 from vmsilo_nix.config.model import Vm
 from vmsilo_nix.config.naming import mac_of
 from vmsilo_nix.errors import VmsiloError
@@ -71,19 +72,17 @@ def param(vm: Vm, index: int) -> str:
 
 def decode_cmdline(cmdline: str) -> dict[str, Any]:
     """The identity in a kernel command line (the text of /proc/cmdline)."""
-    for word in cmdline.split():
-        key, _, value = word.partition("=")
-        if key != PARAM:
-            continue
-        try:
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-            data = json.loads(raw)
-        except (binascii.Error, ValueError) as e:
-            raise IdentityError(f"{PARAM} on the kernel command line is damaged: {e}") from None
-        if not isinstance(data, dict):
-            raise IdentityError(f"{PARAM} on the kernel command line is not an object")
-        return data
-    raise IdentityError(f"no {PARAM}= on the kernel command line: is this a vmsilo guest?")
+    value = last_assignment(cmdline.split(), PARAM)
+    if value is None:
+        raise IdentityError(f"no {PARAM}= on the kernel command line: is this a vmsilo guest?")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError) as e:
+        raise IdentityError(f"{PARAM} on the kernel command line is damaged: {e}") from None
+    if not isinstance(data, dict):
+        raise IdentityError(f"{PARAM} on the kernel command line is not an object")
+    return data
 
 
 def add_cmdline_argument(parser: argparse.ArgumentParser) -> None:

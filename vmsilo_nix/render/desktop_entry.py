@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from vmsilo_nix.assignments import split_assignment
+
 GROUP = "Desktop Entry"
 SUFFIX = ".desktop"
 
@@ -97,8 +99,8 @@ def parse_groups(text: str) -> dict[str, dict[str, str]]:
         if line.startswith("[") and line.endswith("]"):
             current = groups.setdefault(line[1:-1], {})
             continue
-        key, eq, value = line.partition("=")
-        if current is not None and eq:
+        key, value = split_assignment(line)
+        if current is not None and value is not None:
             current[key.rstrip(_BLANK)] = value.lstrip(_BLANK)
     return groups
 
