@@ -56,6 +56,13 @@ def test_mounts_follow_the_shares() -> None:
     ]
 
 
+def test_the_last_identity_on_the_command_line_wins() -> None:
+    """As for the kernel's own parameters; a bare vmsilo.config sets nothing."""
+    first, last = DESKTOP.nixos_vms[0], DESKTOP.nixos_vms[1]
+    cmdline = f"{param(first, 0)} quiet vmsilo.config {param(last, 1)}"
+    assert plan_setup(decode_cmdline(cmdline)).hostname == last.name
+
+
 @pytest.mark.parametrize(
     ("cmdline", "message"),
     [
