@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from vmsilo_nix.facts import ENGINE as SANDBOX_ENGINE
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     # Here, not at the top: loading libwayland through cffi adds ~45 ms to the import of the
     # vmsilo command (~280 ms), which every other subcommand would pay.
     from vmsilo_nix.wayland_context.compositor import CompositorClosedError  # noqa: PLC0415
-    from vmsilo_nix.wayland_context.registration import Registration  # noqa: PLC0415
+    from vmsilo_nix.wayland_context.registration import Registration, register  # noqa: PLC0415
     from vmsilo_nix.wayland_context.serve import serve  # noqa: PLC0415
 
     def ready(r: Registration) -> None:
@@ -64,12 +65,15 @@ def run(args: argparse.Namespace) -> int:
         notify_ready()
 
     stopped_by = serve(
-        args.socket,
-        engine=args.engine,
-        app_id=args.app_id,
-        instance_id=args.instance_id,
-        display=args.display,
-        timeout=args.timeout,
+        functools.partial(
+            register,
+            args.socket,
+            engine=args.engine,
+            app_id=args.app_id,
+            instance_id=args.instance_id,
+            display=args.display,
+            timeout=args.timeout,
+        ),
         on_ready=ready,
     )
     if stopped_by is None:

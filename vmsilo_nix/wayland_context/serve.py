@@ -9,8 +9,7 @@ import signal
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-from vmsilo_nix.wayland_context import DEFAULT_TIMEOUT
-from vmsilo_nix.wayland_context.registration import Registration, register
+from vmsilo_nix.wayland_context.registration import Registration
 
 
 @contextlib.contextmanager
@@ -43,29 +42,19 @@ def _stop_signals() -> Iterator[tuple[list[int], int]]:
 
 
 def serve(
-    socket_path: str,
+    start: Callable[[], Registration],
     *,
-    engine: str,
-    app_id: str,
-    instance_id: str,
-    display: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
     on_ready: Callable[[Registration], None] | None = None,
 ) -> int | None:
-    """Register, then wait until SIGTERM or SIGINT arrives or the compositor hangs up, then
-    clean up. Returns the signal's number, or None when the compositor went away.
+    """Register (``start``: :func:`.registration.register` with its arguments bound), then
+    wait until SIGTERM or SIGINT arrives or the compositor hangs up, then clean up. Returns the
+    signal's number, or None when the compositor went away.
 
-    Must run in the main thread (it installs signal handlers, restored on return).
+    Must run in the main thread (it installs signal handlers, restored on return); they are in
+    place before ``start`` runs, so a stop asked for during the registration is not lost.
     """
     with _stop_signals() as (received, wake):
-        registration = register(
-            socket_path,
-            engine=engine,
-            app_id=app_id,
-            instance_id=instance_id,
-            display=display,
-            timeout=timeout,
-        )
+        registration = start()
         with registration:
             if on_ready is not None:
                 on_ready(registration)
