@@ -35,6 +35,7 @@ SUBCOMMANDS = [
     "channel",
     "guest-setup",
     "options",
+    "facts",
 ]
 
 # Calls the function `complete -p` registers for the command, as bash does on TAB, and prints

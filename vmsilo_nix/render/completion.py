@@ -63,6 +63,7 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
         "--dry-run": None,
     },
     "options": {**HELP_OPTIONS, "--format": "format", "--output": "file", "-o": "file"},
+    "facts": {**HELP_OPTIONS, "--output": "file", "-o": "file"},
 }
 FORMATS = ("nix", "json", "markdown")
 # Subcommands whose positional arguments are VM names: how many (None: any number).
