@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vmsilo_nix import process
-from vmsilo_nix.errors import NixNotFoundError, ProgramNotFoundError, VmsiloError
+from vmsilo_nix.errors import NixNotFoundError, ProgramNotFoundError, ProgramTimeout, VmsiloError
 
 from .procs import gone
 
@@ -88,6 +88,37 @@ def test_run_kills_background_children_left_by_the_command() -> None:
     assert time.monotonic() - start < 10
     assert result.returncode == 0
     assert gone(int(result.stdout))
+
+
+def test_run_timeout_stops_the_whole_group_and_says_so() -> None:
+    start = time.monotonic()
+    with pytest.raises(ProgramTimeout) as info:
+        process.run(
+            ["sh", "-c", "sleep 1000 & echo $! >&2; trap '' TERM; sleep 1000"],
+            timeout=0.3,
+            grace=0.2,
+        )
+    assert time.monotonic() - start < 5
+    assert info.value.argv[0] == "sh"
+    assert str(info.value) == "'sh' did not finish within 0.3s and was stopped"
+    assert isinstance(info.value, VmsiloError)
+
+
+def test_run_timeout_kills_a_child_ignoring_sigterm(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    with pytest.raises(ProgramTimeout):
+        process.run(
+            ["sh", "-c", f"trap '' TERM; echo $$ > {pids}; sleep 1000 & echo $! >> {pids}; wait"],
+            timeout=0.5,
+            grace=0.1,
+        )
+    for pid in pids.read_text().split():
+        assert gone(int(pid))
+
+
+def test_run_within_its_timeout_is_unaffected() -> None:
+    result = process.run(["sh", "-c", "echo hi"], timeout=10)
+    assert (result.returncode, result.stdout) == (0, "hi\n")
 
 
 # --- spawn_lines ----------------------------------------------------------------------------

@@ -80,6 +80,15 @@ class NixNotFoundError(ProgramNotFoundError):
         self.program = program
 
 
+class ProgramTimeout(VmsiloError):
+    """A program did not finish within the time its caller allowed; it has been stopped."""
+
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        self.argv = tuple(argv)
+        self.timeout = timeout
+        super().__init__(f"'{self.argv[0]}' did not finish within {timeout:g}s and was stopped")
+
+
 def last_error_block(stderr: str) -> str:
     """The last ``error:`` block of Nix's stderr, without the trace that precedes it.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -23,7 +24,7 @@ from typing import IO
 
 import attrs
 
-from vmsilo_nix.errors import NixNotFoundError, ProgramNotFoundError
+from vmsilo_nix.errors import NixNotFoundError, ProgramNotFoundError, ProgramTimeout
 
 #: What provides the programs vmsilo runs, for the error when one is missing. Nix itself gets
 #: install instructions (NixNotFoundError); anything unlisted is named without a hint.
@@ -121,12 +122,30 @@ class _Group:
         flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
         return os.waitid(os.P_PID, self.proc.pid, flags) is not None
 
-    def wait(self) -> None:
-        """Block until the leader exits on its own, then clear out the rest of its group."""
+    def _leader_exits_within(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the leader to exit, without reaping it: a pidfd
+        becomes readable when its process ends, so no polling loop is needed."""
+        fd = os.pidfd_open(self.proc.pid)
         try:
-            self._leader_exited(block=True)
+            readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        finally:
+            os.close(fd)
+        return bool(readable)
+
+    def wait(self, timeout: float | None = None, grace: float = DEFAULT_GRACE) -> None:
+        """Block until the leader exits on its own, then clear out the rest of its group.
+
+        With ``timeout``, a leader still running after that many seconds has its group stopped
+        (SIGTERM, ``grace``, SIGKILL) and ``ProgramTimeout`` is raised.
+        """
+        try:
+            if timeout is None:
+                self._leader_exited(block=True)
+            elif not self._leader_exits_within(timeout):
+                self.stop(grace)
+                raise ProgramTimeout(self.argv, timeout)
         except BaseException:
-            self.stop()
+            self.stop(grace)
             raise
         self._kill_group_and_reap()
 
@@ -164,12 +183,16 @@ def run(
     input: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    grace: float = DEFAULT_GRACE,
 ) -> Completed:
     """Run ``argv`` to completion, capturing stdout and stderr as text.
 
     ``extra_env`` is laid over the current environment (its PATH is also where the program is
     looked up). A missing program raises ``not_found(argv[0])``. The exit status is not
-    checked here: callers know which statuses are failures.
+    checked here: callers know which statuses are failures. With ``timeout`` (seconds), a child
+    still running then is stopped like on Ctrl-C (its group gets SIGTERM, ``grace`` seconds,
+    SIGKILL) and ``ProgramTimeout`` is raised.
     """
     group = _Group(
         argv,
@@ -183,9 +206,9 @@ def run(
         stdout_reader.start()
         if input is not None:
             threading.Thread(target=_feed, args=(group.proc.stdin, input), daemon=True).start()
-        group.wait()
+        group.wait(timeout, grace)
     except BaseException:
-        group.stop()  # idempotent; covers a Ctrl-C before ``wait`` took over
+        group.stop(grace)  # idempotent; covers a Ctrl-C before ``wait`` took over
         raise
     return Completed(
         argv=group.argv,
