@@ -16,7 +16,7 @@ B = "vmsilo-balloond"
 
 
 def test_balloond_defaults_and_one_vm_flag_per_vm_in_config_order() -> None:
-    config = structure({"user": "alice", "nixosVms": [{"name": "work"}, {"name": "banking"}]})
+    config = structure({"user": "alice", "nixosVms": [{"name": "work"}, {"name": "banking", "memory": 4096}]})
     args = balloond_argv(config, LAYOUT, ARTIFACTS)
     assert flatten(args) == [
         "/nix/store/eeee-balloond/bin/vmsilo-balloond",
@@ -36,8 +36,12 @@ def test_balloond_defaults_and_one_vm_flag_per_vm_in_config_order() -> None:
         "25",
         "--vm",
         "work=/run/vmsilo/work/crosvm.sock",
+        "--vm-memory",
+        "work=1024m",
         "--vm",
         "banking=/run/vmsilo/banking/crosvm.sock",
+        "--vm-memory",
+        "banking=4096m",
     ]
     assert [a.sources for a in args] == [
         (),
@@ -49,7 +53,9 @@ def test_balloond_defaults_and_one_vm_flag_per_vm_in_config_order() -> None:
         ((B, "guestAvailableBias"),),
         ((B, "psiCeiling"),),
         (("nixosVms", 0, "name"),),
+        (("nixosVms", 0, "name"), ("nixosVms", 0, "memory")),
         (("nixosVms", 1, "name"),),
+        (("nixosVms", 1, "name"), ("nixosVms", 1, "memory")),
     ]
     assert args[0].explain() == "the memory balloon daemon"
 
@@ -90,6 +96,8 @@ def test_balloond_every_option_changed() -> None:
         "50",
         "--vm",
         "a=/run/vmsilo/a/crosvm.sock",
+        "--vm-memory",
+        "a=1024m",
         "--dry-run",
         "--note",
         "two words $x",
@@ -102,9 +110,11 @@ def test_balloond_without_vms_and_with_an_awkward_run_dir() -> None:
     assert "--vm" not in flatten(balloond_argv(empty, LAYOUT, ARTIFACTS))
     odd = Layout(run_dir="/run/a b,c \"d\" 'e' $f", state_dir="/s")
     config = structure({"user": "alice", "nixosVms": [{"name": "a"}]})
-    assert flatten(balloond_argv(config, odd, ARTIFACTS))[-2:] == [
+    assert flatten(balloond_argv(config, odd, ARTIFACTS))[-4:] == [
         "--vm",
         "a=/run/a b,c \"d\" 'e' $f/a/crosvm.sock",
+        "--vm-memory",
+        "a=1024m",
     ]
 
 

@@ -4,6 +4,8 @@ vmsilo defines both command lines. Every flag is the kebab-case of its option an
 value as the next word (``--poll-interval 2s``). ``vmsilo-balloond`` learns the VMs from
 repeated ``--vm NAME=CONTROL_SOCKET`` flags, in the order of ``nixosVms``: a VM name never
 contains ``=``, so the daemon splits at the first one and the socket path may hold anything.
+Each VM's configured memory follows as ``--vm-memory NAME=SIZE`` (``4096m``): the daemon clamps
+what a guest reports to it and never trusts the guest to say how big it is.
 ``extraArgs`` come last, word for word.
 """
 
@@ -40,15 +42,21 @@ def balloond_argv(config: Config, layout: Layout, artifacts: Artifacts) -> tuple
         ),
         arg("--psi-ceiling", str(b.psi_ceiling), source=(*src, "psiCeiling")),
     ]
-    out += [
-        arg(
-            "--vm",
-            f"{vm.name}={layout.control_socket(vm.name)}",
-            source=("nixosVms", i, "name"),
-            note="the VM's crosvm control socket",
-        )
-        for i, vm in enumerate(config.nixos_vms)
-    ]
+    for i, vm in enumerate(config.nixos_vms):
+        out += [
+            arg(
+                "--vm",
+                f"{vm.name}={layout.control_socket(vm.name)}",
+                source=("nixosVms", i, "name"),
+                note="the VM's crosvm control socket",
+            ),
+            arg(
+                "--vm-memory",
+                f"{vm.name}={vm.memory}m",
+                sources=(("nixosVms", i, "name"), ("nixosVms", i, "memory")),
+                note="the VM's size, which bounds what its guest may report",
+            ),
+        ]
     out += [arg(a, source=(*src, "extraArgs", j)) for j, a in enumerate(b.extra_args)]
     return tuple(out)
 
