@@ -16,7 +16,9 @@ B = "vmsilo-balloond"
 
 
 def test_balloond_defaults_and_one_vm_flag_per_vm_in_config_order() -> None:
-    config = structure({"user": "alice", "nixosVms": [{"name": "work"}, {"name": "banking", "memory": 4096}]})
+    config = structure(
+        {"user": "alice", "nixosVms": [{"name": "work"}, {"name": "banking", "memory": 4096}]}
+    )
     args = balloond_argv(config, LAYOUT, ARTIFACTS)
     assert flatten(args) == [
         "/nix/store/eeee-balloond/bin/vmsilo-balloond",

@@ -84,6 +84,8 @@ class Daemon:
     read_host: Callable[[], Host]
     read_psi: Callable[[], float] | None
     clock: Callable[[], float] = time.monotonic
+    # The decision function: the policy; the benchmark swaps in a naive controller.
+    decide: Callable[[Params, Host, Sequence[Guest]], tuple[Decision, ...]] = policy.decide
     state_file: Path | None = None
     states: dict[str, VmState] = attrs.field(factory=dict)
     psi: float | None = None
@@ -124,7 +126,7 @@ class Daemon:
         due = [vm for vm in self.vms if self.states[vm.name].retry_at <= now]
         replies = self._map(self._stats, due)
         guests = [g for vm, r in zip(due, replies, strict=True) if (g := self._take(vm, r, now))]
-        decisions = policy.decide(self.settings.params, self.host, guests)
+        decisions = self.decide(self.settings.params, self.host, guests)
         self._act(decisions)
         self._write_state()
         return decisions

@@ -80,6 +80,7 @@ class _Bounds:
     above: float  # the guest's margin
     lo: int  # most deflation (negative)
     hi: int  # most inflation
+    top: int  # the largest balloon: the VM less its floor
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -103,7 +104,7 @@ def _bounds(p: Params, g: Guest) -> tuple[int, int, _Bounds]:
     if not g.following:
         hi = 0
     lo = -min(actual, p.max_step)
-    return actual, available, _Bounds(above, lo, hi)
+    return actual, available, _Bounds(above, lo, hi, max_balloon)
 
 
 def _level(host_above: float, bounds: Sequence[_Bounds]) -> float:
@@ -138,7 +139,8 @@ def decide(params: Params, host: Host, guests: Sequence[Guest]) -> tuple[Decisio
     out = []
     for g, (actual, available, b) in zip(guests, prepared, strict=True):
         delta = _clamp(b.above - level, b.lo, b.hi)
-        desired = max(0, (actual + int(delta)) // PAGE * PAGE)
+        # A balloon reported beyond the VM less its floor (a lie, or set by hand) comes down.
+        desired = max(0, min(actual + int(delta), b.top) // PAGE * PAGE)
         band = max(MIN_MOVE, int(max(0, g.memory) * DEAD_BAND_FRACTION))
         requested = int(_clamp(g.requested, 0, max(0, g.memory)))
         if abs(desired - requested) < band and (g.following or requested <= actual):

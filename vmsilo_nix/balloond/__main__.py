@@ -1,0 +1,5 @@
+"""python -m vmsilo_nix.balloond: the vmsilo-balloond command."""
+
+from .cli import run
+
+run()
