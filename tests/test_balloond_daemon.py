@@ -192,7 +192,7 @@ def test_vms_come_and_go_and_faults_stay_with_their_vm(env: dict[str, Any]) -> N
     meminfo(env["meminfo"], 512 * MIB)
     proc = subprocess.Popen(
         [*env["base"], "--poll-interval", "300ms", "--min-poll-interval", "100ms",
-         "--timeout", "500ms", *vm_flags(guests, vms)],
+         "--timeout", "2s", *vm_flags(guests, vms)],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
