@@ -14,6 +14,7 @@ and docs/balloond_plot.py (the plot in docs/balloond.md).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -158,6 +159,12 @@ def naive(step: int = 64 * MIB) -> Controller:
     return decide
 
 
+def independent(p: Params, host: Host, guests: Sequence[policy.Guest]) -> tuple[Decision, ...]:
+    """The policy applied to each VM alone, as if it were the only one: every VM reacts to the
+    whole host deficit (what sharing one reservoir prevents)."""
+    return tuple(policy.decide(p, host, [g])[0] for g in guests)
+
+
 def run(
     host: SimHost,
     seconds: float,
@@ -205,17 +212,18 @@ def step_curve(base: float, at: float, to: float, until: float = math.inf) -> Cu
 
 
 def wave(i: int) -> Curve:
-    """Guest ``i``'s demand: 1 GiB plus a quarter per index, swinging 200 MiB slowly."""
-    return lambda t: (1.0 + 0.25 * i) * GIB + 0.2 * GIB * math.sin(t / 40 + i)
+    """Guest ``i``'s demand: 1 to 1.75 GiB, swinging 200 MiB slowly."""
+    return lambda t: (1.0 + 0.25 * (i % 4)) * GIB + 0.2 * GIB * math.sin(t / 40 + i)
 
 
 def standard_host(n: int = 4, spike_at: float = 60.0, spike_until: float = 240.0) -> SimHost:
-    """16 GiB host, ``n`` 4 GiB guests with modest demand; the host's own use jumps from 4 GiB
-    to 9 GiB between ``spike_at`` and ``spike_until``: without ballooning, host memory runs out."""
+    """``n`` 4 GiB guests with modest demand on a host with 8 GiB more than their sum; the
+    host's own use jumps from 3 GiB by 5 GiB plus 512 MiB per guest between ``spike_at`` and
+    ``spike_until``: without ballooning, host memory runs out."""
     guests = [SimGuest(name=f"vm{i}", memory=4 * GIB, demand=wave(i)) for i in range(n)]
     return SimHost(
-        total=16 * GIB + n * 2 * GIB,
-        used=step_curve(4 * GIB, spike_at, 9 * GIB + n * 1.5 * GIB, spike_until),
+        total=n * 4 * GIB + 8 * GIB,
+        used=step_curve(3 * GIB, spike_at, 8 * GIB + n * GIB / 2, spike_until),
         guests=guests,
     )
 
@@ -231,3 +239,38 @@ def default_settings() -> Settings:
         min_poll_interval=0.25,
         psi_ceiling=25,
     )
+
+
+def figures(samples: Sequence[Sample], only: set[str] | None = None) -> dict[str, float]:
+    """Time to relieve the host (from its first tick below critical to the first tick back
+    above), the deepest shortfall, overshoot (how far the host's margin above critical peaks in
+    the 30 s after relief over where it settles in the minute after that: memory taken from
+    guests and then given back), ticks a guest (of ``only``, default all) spent below its floor,
+    and balloon moves per minute."""
+    below = [i for i, s in enumerate(samples) if s.host_available < s.critical]
+    start = below[0] if below else 0
+    relief = next(
+        (i for i in range(start, len(samples)) if samples[i].host_available >= samples[i].critical),
+        len(samples) - 1,
+    )
+    t0 = samples[relief].t
+    after = [s.host_available - s.critical for s in samples[relief:] if s.t <= t0 + 30]
+    settled = [
+        s.host_available - s.critical for s in samples[relief:] if t0 + 30 < s.t <= t0 + 90
+    ] or after
+    moves = sum(1 for s in samples for d in s.decisions if d.target != d.actual)
+    minutes = max(1e-9, (samples[-1].t - samples[0].t) / 60)
+    return {
+        "relief_s": round(samples[relief].t - samples[start].t, 2),
+        "relief_ticks": relief - start,
+        "deepest_mib": min(s.host_available - s.critical for s in samples) // MIB,
+        "overshoot_mib": max(0, max(after) - int(statistics.median(settled))) // MIB,
+        "floor_ticks": sum(
+            1
+            for s in samples
+            for name, (_, av, _) in s.guests.items()
+            if av < 256 * MIB and (only is None or name in only)
+        ),
+        "moves_per_min": round(moves / minutes, 1),
+        "ticks": len(samples),
+    }
