@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from vmsilo_nix import structure
-from vmsilo_nix.argv import flatten
-from vmsilo_nix.artifacts import Artifacts
 from vmsilo_nix.balloond import cli
-from vmsilo_nix.daemons import balloond_argv
-from vmsilo_nix.layout import Layout
+from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.plan.argv import flatten
+from vmsilo_nix.plan.daemons import balloond_argv
+from vmsilo_nix.plan.layout import Layout
 
 from .balloond_guests import MIB, Guests, calls, install_crosvm
 from .conftest import EXAMPLES, ROOT

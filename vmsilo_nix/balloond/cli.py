@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from vmsilo_nix import values
+from vmsilo_nix.config import values
 from vmsilo_nix.sd_notify import notify_ready
 
 from . import sources
