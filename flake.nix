@@ -25,11 +25,13 @@
     {
       overlays.default = final: _prev: {
         vmsilo-nix = final.python3Packages.callPackage ./nix/package.nix { };
+        vmsilo-balloond = final.callPackage ./nix/balloond.nix { };
       };
 
       packages = forAll (pkgs: {
         default = pkgs.vmsilo-nix;
         vmsilo-nix = pkgs.vmsilo-nix;
+        vmsilo-balloond = pkgs.vmsilo-balloond;
       });
 
       apps = forAll (pkgs: rec {

@@ -178,7 +178,9 @@ in
         crosvm = lib.mkDefault pkgs.crosvm;
         wayland-proxy-virtwl = lib.mkDefault pkgs.wayland-proxy-virtwl;
         sommelier = lib.mkDefault pkgs.sommelier;
-        vmsilo-balloond = lib.mkDefault (pkgs.vmsilo-balloond or engine);
+        vmsilo-balloond = lib.mkDefault (
+          pkgs.vmsilo-balloond or (pkgs.callPackage ./balloond.nix { vmsilo-nix = engine; })
+        );
         vmsilo-tray = lib.mkDefault (pkgs.vmsilo-tray or engine);
         vmScripts = lib.listToAttrs (
           map (vm: lib.nameValuePair vm.name "${libexec}/${vm.name}/launch") cfg.nixosVms
@@ -218,7 +220,42 @@ in
         wantedBy = [ "multi-user.target" ];
         serviceConfig = {
           ExecStart = "${libexec}/balloond";
+          Type = "notify";
+          Restart = "on-failure";
+          # crosvm's control sockets belong to the account that runs the VMs.
           User = cfg.user;
+          # The state file behind `vmsilo-balloond --status`, readable by everyone.
+          RuntimeDirectory = "vmsilo-balloond";
+          RuntimeDirectoryMode = "0755";
+          # It reads /proc/meminfo, arms a trigger on /proc/pressure/memory, connects to the
+          # VMs' control sockets under /run/vmsilo and runs crosvm from the store: nothing more.
+          ProtectSystem = "strict";
+          ProtectHome = true;
+          InaccessiblePaths = [ "-/var/lib/vmsilo" ];
+          PrivateTmp = true;
+          PrivateDevices = true;
+          PrivateNetwork = true;
+          RestrictAddressFamilies = [ "AF_UNIX" ];
+          CapabilityBoundingSet = "";
+          NoNewPrivileges = true;
+          ProtectClock = true;
+          ProtectControlGroups = true;
+          ProtectHostname = true;
+          ProtectKernelLogs = true;
+          ProtectKernelModules = true;
+          ProtectKernelTunables = true;
+          ProtectProc = "invisible";
+          RestrictNamespaces = true;
+          RestrictRealtime = true;
+          RestrictSUIDSGID = true;
+          LockPersonality = true;
+          MemoryDenyWriteExecute = true;
+          SystemCallArchitectures = "native";
+          SystemCallFilter = [
+            "@system-service"
+            "~@privileged"
+          ];
+          UMask = "0022";
         };
       };
     };

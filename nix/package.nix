@@ -30,6 +30,7 @@ buildPythonApplication {
       ../nix/options.nix
       ../nix/module.nix
       ../nix/guest.nix
+      ../nix/balloond.nix
       ../flake.nix
       ../docs
     ];

@@ -5,14 +5,18 @@ and the host module's package, built by Nix, is the tree `vmsilo generate` write
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from vmsilo_nix.balloond import cli as balloond_cli
 from vmsilo_nix.config.artifacts import load_artifacts
 from vmsilo_nix.nixeval import nix
 from vmsilo_nix.pipeline import check
@@ -180,6 +184,71 @@ def test_host_module_package_is_the_generated_tree(
     first = launcher.splitlines()[0]
     assert first.startswith("#!/nix/store/") and first.endswith("/bin/bash")
     assert "not built yet" not in launcher  # every boot artifact came from the guest system
+
+
+def unit_file(service: dict[str, Any]) -> str:
+    """A [Service] section as NixOS writes one: lists become repeated lines, booleans words."""
+    lines = ["[Unit]", "Description=test", "[Service]"]
+    for key, value in service.items():
+        for v in value if isinstance(value, list) else [value]:
+            lines.append(f"{key}={str(v).lower() if isinstance(v, bool) else v}")
+    return "\n".join(lines) + "\n"
+
+
+@needs_nix
+def test_balloond_unit_runs_the_real_daemon_hardened(
+    monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path, tmp_path: Path
+) -> None:
+    h = host(monkeypatch, nixpkgs_lib)
+    unit = h["services"]["vmsilo-balloond"]
+    service = unit["serviceConfig"]
+    assert unit["wantedBy"] == ["multi-user.target"]
+    assert service["ExecStart"] == f"{h['packageOut']}/libexec/vmsilo/balloond"
+    assert service["User"] == "alice"  # crosvm's sockets are the VM user's
+    # the state file --status reads outside the unit is where the unit keeps it
+    assert f"/run/{service['RuntimeDirectory']}" == balloond_cli.DEFAULT_RUNTIME_DIR
+    assert service["ProtectSystem"] == "strict" and service["ProtectHome"] is True
+    assert service["PrivateNetwork"] is True
+    assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert service["CapabilityBoundingSet"] == ""
+    built = nix.build([h["package"], h["internal"]["balloond"]], opts=BUILD)
+    tree = Path(built[h["package"]]["out"])
+    daemon = Path(built[h["internal"]["balloond"]]["out"]) / "bin" / "vmsilo-balloond"
+    script = (tree / "libexec/vmsilo/balloond").read_text()
+    assert f"exec {daemon} --log-level info" in script
+    # systemd accepts every directive (the unit file as NixOS would render it)
+    if shutil.which("systemd-analyze"):
+        path = tmp_path / "vmsilo-balloond.service"
+        path.write_text(unit_file({**service, "User": "root"}))
+        done = subprocess.run(
+            ["systemd-analyze", "verify", str(path)], capture_output=True, text=True, check=False
+        )
+        assert "Unknown key" not in done.stderr and "Failed to parse" not in done.stderr, (
+            done.stderr
+        )
+    # the unit's ExecStart starts the daemon: it finds no VM running and says so in its state
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    proc = subprocess.Popen(
+        [str(tree / "libexec/vmsilo/balloond")],
+        env={**os.environ, "RUNTIME_DIRECTORY": str(runtime)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (runtime / "state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state = json.loads((runtime / "state.json").read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert sorted(state["vms"]) == ["banking", "net", "vault", "work"]
+    assert {vm["status"] for vm in state["vms"].values()} == {"absent"}
+    assert state["vms"]["work"]["memory"] == 8192 * 1024 * 1024
+    assert "watching 4 VMs" in err
 
 
 def guest(monkeypatch: pytest.MonkeyPatch, lib: Path, proxy: str, channel: bool) -> Any:

@@ -60,6 +60,7 @@ else
     internal = {
       inherit (v._internal) vmScripts proxyScripts userScripts bashCompletionScript;
       desktopFilesPackage = "${v._internal.desktopFilesPackage}";
+      balloond = v._internal.vmsilo-balloond.drvPath;
     };
     package = v.package.drvPath;
     packageOut = "${v.package}";

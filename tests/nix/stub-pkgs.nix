@@ -73,14 +73,18 @@ rec {
         mkdir -p $out/bin $out/lib
         cp -r $src $out/lib/vmsilo_nix
         printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m vmsilo_nix "$@"\n' $out/lib ${python} > $out/bin/vmsilo
-        chmod +x $out/bin/vmsilo
+        printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m vmsilo_nix.balloond "$@"\n' $out/lib ${python} > $out/bin/vmsilo-balloond
+        chmod +x $out/bin/vmsilo $out/bin/vmsilo-balloond
       ''
     ];
   };
   runCommand =
     name: env: script:
     derivation (
-      builtins.removeAttrs env [ "nativeBuildInputs" ]
+      builtins.removeAttrs env [
+        "nativeBuildInputs"
+        "meta"
+      ]
       // {
         inherit name system;
         builder = sh;
@@ -91,7 +95,13 @@ rec {
         ];
       }
     );
-  callPackage = f: args: (if builtins.isPath f then import f else f) ({ inherit lib; } // args);
+  # Like nixpkgs': the function's arguments come from here unless given.
+  callPackage =
+    f: args:
+    let
+      fn = if builtins.isPath f then import f else f;
+    in
+    fn (builtins.intersectAttrs (builtins.functionArgs fn) { inherit lib runCommand; } // args);
   # A guest system: evaluated lazily enough that only build outputs are looked at.
   nixos =
     module:
