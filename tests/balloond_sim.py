@@ -35,7 +35,7 @@ class SimGuest:
     demand: Curve  # bytes of anonymous memory the guest wants at time t
     cache: int = 256 * MIB  # page cache it keeps when it can
     kind: str = "follows"  # follows, ignores, lies
-    rate: int = 256 * MIB  # balloon bytes per second the guest's driver moves
+    rate: int = 1 * GIB  # balloon bytes per second the guest's driver moves
     actual: int = 0
     target: int = 0
     running: bool = True

@@ -1,0 +1,135 @@
+"""vmsilo-balloond: the daemon's own cost per tick, its memory, and the policy against simpler
+controllers on the same simulated host, in one run.
+
+    python bench/bench_balloond.py [--vms 50] [--ticks 300] [--json]
+
+  tick     CPU time of one tick with N VMs (median; host files read and parsed, N stats
+           replies decided, the state file written), crosvm calls answered in-process: the
+           daemon's own work. Target: under 5 ms at 50 VMs.
+  rss      peak RSS of `vmsilo-balloond --once` with N VMs. Target: under 30 MiB.
+  sim      the simulation of tests/balloond_sim.py (a host spike with 4 and 8 guests): time
+           to relieve the host, deepest shortfall, overshoot, ticks a guest spent below its
+           floor and balloon moves per minute, for the policy, the policy applied to each VM
+           alone, and a naive fixed-step controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from timing import peak_rss_kib
+
+from tests.balloond_sim import (
+    GIB,
+    SimControl,
+    SimGuest,
+    SimHost,
+    default_settings,
+    figures,
+    independent,
+    naive,
+    run,
+    standard_host,
+    wave,
+)
+from vmsilo_nix.balloond import sources
+from vmsilo_nix.balloond.daemon import Daemon, VmSpec
+
+
+def tick_cost(n: int, ticks: int) -> float:
+    """Median CPU seconds of one tick of the real daemon with ``n`` VMs."""
+    host = SimHost(
+        total=n * 4 * GIB + 8 * GIB,
+        used=lambda t: 6 * GIB,
+        guests=[SimGuest(name=f"vm{i}", memory=4 * GIB, demand=wave(i)) for i in range(n)],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        meminfo = Path(tmp) / "meminfo"
+        psi = Path(tmp) / "pressure"
+        psi.write_text("some avg10=1.00 avg60=0.50 avg300=0.10 total=1000\n")
+
+        def read_host() -> sources.Host:
+            # A real file read and parse, as on a host.
+            h = host.meminfo()
+            meminfo.write_text(
+                f"MemTotal: {h.total // 1024} kB\nMemAvailable: {h.available // 1024} kB\n"
+            )
+            return sources.read_host(meminfo)
+
+        daemon = Daemon(
+            settings=default_settings(),
+            vms=[VmSpec(name=g.name, socket=g.name, memory=g.memory) for g in host.guests],
+            control=SimControl(host),
+            read_host=read_host,
+            read_psi=lambda: sources.read_psi(psi),
+            state_file=Path(tmp) / "state.json",
+        )
+        times = []
+        for _ in range(ticks):
+            start = time.process_time()
+            daemon.tick()
+            times.append(time.process_time() - start)
+            host.advance(daemon.interval)
+        daemon.close()
+    return statistics.median(times)
+
+
+def rss_kib(n: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, "-m", "vmsilo_nix.balloond", "--once",
+                "--state-file", f"{tmp}/state.json"]  # fmt: skip
+        for i in range(n):
+            argv += ["--vm", f"vm{i}={tmp}/vm{i}.sock", "--vm-memory", f"vm{i}=4g"]
+        return peak_rss_kib(argv)
+
+
+def simulations() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for n in (4, 8):
+        for name, controller in (
+            ("policy", None),
+            ("each-alone", independent),
+            ("naive-64m", naive()),
+        ):
+            host = standard_host(n=n, spike_at=60.0, spike_until=400.0)
+            samples = run(host, 600.0, default_settings(), controller)
+            rows.append({"guests": n, "controller": name, **figures(samples)})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--vms", type=int, default=50)
+    p.add_argument("--ticks", type=int, default=300)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    result = {
+        "vms": args.vms,
+        "tick_ms": round(tick_cost(args.vms, args.ticks) * 1000, 3),
+        "rss_mib": round(rss_kib(args.vms) / 1024, 1),
+        "simulation": simulations(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"tick with {args.vms} VMs: {result['tick_ms']} ms CPU (median of {args.ticks})")
+    print(f"peak RSS of --once with {args.vms} VMs: {result['rss_mib']} MiB")
+    keys = ["relief_s", "deepest_mib", "overshoot_mib", "floor_ticks", "moves_per_min"]
+    print(f"{'guests':>6} {'controller':<11} " + " ".join(f"{k:>13}" for k in keys))
+    for row in result["simulation"]:  # type: ignore[attr-defined]
+        print(
+            f"{row['guests']:>6} {row['controller']:<11} " + " ".join(f"{row[k]:>13}" for k in keys)
+        )
+
+
+if __name__ == "__main__":
+    main()
