@@ -43,6 +43,7 @@ from tests.balloond_sim import (
 )
 from vmsilo_nix.balloond import sources
 from vmsilo_nix.balloond.daemon import Daemon, VmSpec
+from vmsilo_nix.balloond.policy import Host
 
 
 def tick_cost(n: int, ticks: int) -> float:
@@ -57,7 +58,7 @@ def tick_cost(n: int, ticks: int) -> float:
         psi = Path(tmp) / "pressure"
         psi.write_text("some avg10=1.00 avg60=0.50 avg300=0.10 total=1000\n")
 
-        def read_host() -> sources.Host:
+        def read_host() -> Host:
             # A real file read and parse, as on a host.
             h = host.meminfo()
             meminfo.write_text(
@@ -125,7 +126,7 @@ def main() -> None:
     print(f"peak RSS of --once with {args.vms} VMs: {result['rss_mib']} MiB")
     keys = ["relief_s", "deepest_mib", "overshoot_mib", "floor_ticks", "moves_per_min"]
     print(f"{'guests':>6} {'controller':<11} " + " ".join(f"{k:>13}" for k in keys))
-    for row in result["simulation"]:  # type: ignore[attr-defined]
+    for row in result["simulation"]:
         print(
             f"{row['guests']:>6} {row['controller']:<11} " + " ".join(f"{row[k]:>13}" for k in keys)
         )

@@ -5,6 +5,7 @@ one it parses; --dry-run, --status, a clean stop."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +19,9 @@ import pytest
 
 from vmsilo_nix import structure
 from vmsilo_nix.balloond import cli
+from vmsilo_nix.balloond.crosvm_ctl import Reply, Stats
+from vmsilo_nix.balloond.daemon import Daemon, Settings, VmSpec
+from vmsilo_nix.balloond.policy import Host, Params
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.daemons import balloond_argv
@@ -259,3 +263,105 @@ def test_pressure_missing_says_so_once(env: dict[str, Any]) -> None:
         _, err = proc.communicate()
     assert err.count("polling at a fixed interval") == 1
     assert err.count("no memory pressure trigger") == 1
+
+
+# --- the loop in-process, with a scripted crosvm ---------------------------------------------
+
+
+class Scripted:
+    """Answers from a table per socket; records every call; raises where told to."""
+
+    def __init__(self, replies: dict[str, Reply | Exception]) -> None:
+        self.replies = replies
+        self.calls: list[tuple[str, ...]] = []
+
+    def stats(self, socket: str) -> Reply:
+        self.calls.append(("balloon_stats", socket))
+        r = self.replies[socket]
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    def adjust(self, socket: str, size: int) -> Reply:
+        self.calls.append(("balloon", str(size), socket))
+        return Reply("ok")
+
+
+def ok(available: int, actual: int = 0) -> Reply:
+    return Reply(
+        "ok",
+        stats=Stats(
+            available=available, total=None, free=None, disk_caches=None, balloon_actual=actual
+        ),
+    )
+
+
+def daemon(control: Scripted, host: Host, names: list[str], clock: list[float]) -> Daemon:
+    return Daemon(
+        settings=Settings(
+            params=Params(
+                critical_host_percent=5,
+                critical_guest_available=256 * MIB,
+                guest_available_bias=400 * MIB,
+            ),
+            poll_interval=2.0,
+            min_poll_interval=0.25,
+            psi_ceiling=25,
+        ),
+        vms=[VmSpec(name=n, socket=n, memory=4 * GIB) for n in names],
+        control=control,
+        read_host=lambda: host,
+        read_psi=None,
+        clock=lambda: clock[0],
+    )
+
+
+def test_a_bug_in_one_vms_step_is_confined_to_it(caplog: pytest.LogCaptureFixture) -> None:
+    control = Scripted({"bad": RuntimeError("boom"), "good": ok(3 * GIB)})
+    d = daemon(control, Host(total=16 * GIB, available=512 * MIB), ["bad", "good"], [0.0])
+    (decision,) = d.tick()
+    assert decision.name == "good" and decision.delta > 0
+    assert d.states["bad"].status == "failed" and "internal error: boom" in d.states["bad"].detail
+    assert ("balloon", str(decision.target), "good") in control.calls
+    d.close()
+
+
+def test_repeated_failures_back_off() -> None:
+    clock = [0.0]
+    control = Scripted({"a": Reply("failed", "garbage")})
+    d = daemon(control, Host(total=16 * GIB, available=8 * GIB), ["a"], clock)
+    for _ in range(5):
+        d.tick()
+    assert len(control.calls) == 5 and d.states["a"].retry_at == 1.0
+    d.tick()  # not due yet
+    assert len(control.calls) == 5
+    clock[0] = 1.0
+    d.tick()
+    assert len(control.calls) == 6 and d.states["a"].retry_at == 3.0
+    # it answers again: back to every round
+    control.replies["a"] = ok(1 * GIB)
+    clock[0] = 3.0
+    d.tick()
+    assert d.states["a"].status == "running" and d.states["a"].retry_at == 0.0
+
+
+def test_adopts_balloons_and_warns_once_when_nothing_can_give(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    control = Scripted({"a": ok(250 * MIB, actual=2 * GIB)})  # below its floor already
+    d = daemon(control, Host(total=16 * GIB, available=100 * MIB), ["a"], [0.0])
+    with caplog.at_level(logging.INFO, logger="vmsilo-balloond"):
+        d.tick()
+        d.tick()
+    assert d.states["a"].requested == 2 * GIB  # adopted, not reset
+    assert caplog.text.count("adopted its balloon at 2048 MiB") == 1
+    assert caplog.text.count("no VM can give more memory") == 1
+    assert not [c for c in control.calls if c[0] == "balloon"]
+
+
+def test_a_guest_without_available_memory_is_not_ready() -> None:
+    nothing = Stats(available=None, total=None, free=None, disk_caches=None, balloon_actual=0)
+    control = Scripted({"a": Reply("ok", stats=nothing)})
+    d = daemon(control, Host(total=16 * GIB, available=100 * MIB), ["a"], [0.0])
+    assert d.tick() == ()
+    assert d.states["a"].status == "not-ready"

@@ -10,7 +10,11 @@ from vmsilo_nix.plan.layout import Layout
 
 LAYOUT = Layout(run_dir="/run/vmsilo", state_dir="/var/lib/vmsilo")
 ARTIFACTS = Artifacts(
-    packages={"vmsilo-balloond": "/nix/store/eeee-balloond", "vmsilo-tray": "/nix/store/ffff-tray"}
+    packages={
+        "vmsilo-balloond": "/nix/store/eeee-balloond",
+        "vmsilo-tray": "/nix/store/ffff-tray",
+        "crosvm": "/nix/store/cccc-crosvm",
+    }
 )
 B = "vmsilo-balloond"
 
@@ -36,6 +40,8 @@ def test_balloond_defaults_and_one_vm_flag_per_vm_in_config_order() -> None:
         "400m",
         "--psi-ceiling",
         "25",
+        "--crosvm",
+        "/nix/store/cccc-crosvm/bin/crosvm",
         "--vm",
         "work=/run/vmsilo/work/crosvm.sock",
         "--vm-memory",
@@ -54,6 +60,7 @@ def test_balloond_defaults_and_one_vm_flag_per_vm_in_config_order() -> None:
         ((B, "criticalGuestAvailable"),),
         ((B, "guestAvailableBias"),),
         ((B, "psiCeiling"),),
+        (),
         (("nixosVms", 0, "name"),),
         (("nixosVms", 0, "name"), ("nixosVms", 0, "memory")),
         (("nixosVms", 1, "name"),),
@@ -96,6 +103,8 @@ def test_balloond_every_option_changed() -> None:
         "500m",
         "--psi-ceiling",
         "50",
+        "--crosvm",
+        "crosvm",
         "--vm",
         "a=/run/vmsilo/a/crosvm.sock",
         "--vm-memory",

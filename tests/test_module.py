@@ -216,6 +216,8 @@ def test_balloond_unit_runs_the_real_daemon_hardened(
     daemon = Path(built[h["internal"]["balloond"]]["out"]) / "bin" / "vmsilo-balloond"
     script = (tree / "libexec/vmsilo/balloond").read_text()
     assert f"exec {daemon} --log-level info" in script
+    crosvm = json.loads(Path(h["artifactsJson"]).read_text())["packages"]["crosvm"]
+    assert f" --crosvm {crosvm}/bin/crosvm " in script  # a service's PATH has no crosvm
     # systemd accepts every directive (the unit file as NixOS would render it)
     if shutil.which("systemd-analyze"):
         path = tmp_path / "vmsilo-balloond.service"

@@ -92,6 +92,7 @@ class Daemon:
     interval: float = 0.0
     host: Host | None = None
     _said: set[str] = attrs.field(factory=set)
+    _stuck: bool = False
     _pool: ThreadPoolExecutor | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -127,9 +128,22 @@ class Daemon:
         replies = self._map(self._stats, due)
         guests = [g for vm, r in zip(due, replies, strict=True) if (g := self._take(vm, r, now))]
         decisions = self.decide(self.settings.params, self.host, guests)
+        self._warn_if_stuck(decisions)
         self._act(decisions)
         self._write_state()
         return decisions
+
+    def _warn_if_stuck(self, decisions: Sequence[Decision]) -> None:
+        """Say once per episode that the host is short and no guest can give anything."""
+        assert self.host is not None
+        short = self.host.available < policy.critical_host(self.settings.params, self.host)
+        stuck = short and bool(decisions) and all(d.target <= d.actual for d in decisions)
+        if stuck and not self._stuck:
+            log.warning(
+                "the host is below its critical level and no VM can give more memory "
+                "(each is at its floor, empty or held)"
+            )
+        self._stuck = stuck
 
     def _read_psi(self) -> None:
         self.psi = None

@@ -4,7 +4,8 @@ vmsilo defines both command lines. Every flag is the kebab-case of its option an
 value as the next word (``--poll-interval 2s``). ``vmsilo-balloond`` learns the VMs from
 repeated ``--vm NAME=CONTROL_SOCKET`` flags, in the order of ``nixosVms``: a VM name never
 contains ``=``, so the daemon splits at the first one and the socket path may hold anything.
-Each VM's configured memory follows as ``--vm-memory NAME=SIZE`` (``4096m``): the daemon clamps
+``--crosvm`` names the crosvm the VMs run (a system service's PATH has none). Each VM's
+configured memory follows as ``--vm-memory NAME=SIZE`` (``4096m``): the daemon clamps
 what a guest reports to it and never trusts the guest to say how big it is.
 ``extraArgs`` come last, word for word.
 """
@@ -41,6 +42,8 @@ def balloond_argv(config: Config, layout: Layout, artifacts: Artifacts) -> tuple
             source=(*src, "guestAvailableBias"),
         ),
         arg("--psi-ceiling", str(b.psi_ceiling), source=(*src, "psiCeiling")),
+        # The same crosvm the VMs run: a system service's PATH has none.
+        arg("--crosvm", artifacts.program("crosvm"), note="the crosvm that runs the VMs"),
     ]
     for i, vm in enumerate(config.nixos_vms):
         out += [
