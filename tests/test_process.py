@@ -116,6 +116,16 @@ def test_run_timeout_kills_a_child_ignoring_sigterm(tmp_path: Path) -> None:
         assert gone(int(pid))
 
 
+def test_run_timeout_without_pidfds(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pid: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "pidfd_open", refuse)
+    assert process.run(["sh", "-c", "sleep 0.1; echo done"], timeout=10).stdout == "done\n"
+    with pytest.raises(ProgramTimeout):
+        process.run(["sleep", "1000"], timeout=0.2, grace=0.1)
+
+
 def test_run_within_its_timeout_is_unaffected() -> None:
     result = process.run(["sh", "-c", "echo hi"], timeout=10)
     assert (result.returncode, result.stdout) == (0, "hi\n")

@@ -125,7 +125,15 @@ class _Group:
     def _leader_exits_within(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds for the leader to exit, without reaping it: a pidfd
         becomes readable when its process ends, so no polling loop is needed."""
-        fd = os.pidfd_open(self.proc.pid)
+        try:
+            fd = os.pidfd_open(self.proc.pid)
+        except OSError:  # an old kernel, or a seccomp filter without pidfd_open: poll instead
+            deadline = time.monotonic() + timeout
+            while not self._leader_exited(block=False):
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.005)
+            return True
         try:
             readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
         finally:
