@@ -13,21 +13,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.balloond_sim import GIB, default_settings, naive, run, standard_host
 
-MIB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
+
 SPIKE = (60.0, 240.0)
 
 
 def main() -> None:
+    plt.switch_backend("Agg")  # a file, no display
     ours = run(standard_host(4, *SPIKE), 360.0, default_settings())
     fixed = run(standard_host(4, *SPIKE), 360.0, default_settings(), naive())
     floor = default_settings().params.critical_guest_available
