@@ -20,14 +20,17 @@ import pytest
 from vmsilo_nix import structure
 from vmsilo_nix.balloond import cli
 from vmsilo_nix.balloond.crosvm_ctl import Reply, Stats
-from vmsilo_nix.balloond.daemon import Daemon, Settings, VmSpec
-from vmsilo_nix.balloond.policy import Host, Params
+from vmsilo_nix.balloond.daemon import Daemon, VmSpec
+from vmsilo_nix.balloond.policy import Host
+from vmsilo_nix.config import values
 from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.config.model import Balloond
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.daemons import balloond_argv
 from vmsilo_nix.plan.layout import Layout
 
 from .balloond_guests import MIB, Guests, calls, install_crosvm
+from .balloond_sim import default_settings
 from .conftest import EXAMPLES, ROOT
 from .procs import gone
 
@@ -59,6 +62,19 @@ def test_the_rendered_command_line_is_what_the_daemon_parses() -> None:
     b = config.vmsilo_balloond
     assert args.log_level == b.log_level
     assert args.critical_host_percent == b.critical_host_percent
+    assert args.psi_ceiling == b.psi_ceiling
+
+
+def test_the_daemons_defaults_are_the_options_defaults() -> None:
+    """Run by hand without flags, the daemon behaves as the module's defaults would."""
+    args = cli.parser().parse_args([])
+    b = Balloond()
+    assert args.log_level == b.log_level
+    assert args.poll_interval == values.parse_duration(b.poll_interval)
+    assert args.min_poll_interval == values.parse_duration(b.min_poll_interval)
+    assert args.critical_host_percent == b.critical_host_percent
+    assert args.critical_guest_available == values.parse_size(b.critical_guest_available)
+    assert args.guest_available_bias == values.parse_size(b.guest_available_bias)
     assert args.psi_ceiling == b.psi_ceiling
 
 
@@ -298,16 +314,7 @@ def ok(available: int, actual: int = 0) -> Reply:
 
 def daemon(control: Scripted, host: Host, names: list[str], clock: list[float]) -> Daemon:
     return Daemon(
-        settings=Settings(
-            params=Params(
-                critical_host_percent=5,
-                critical_guest_available=256 * MIB,
-                guest_available_bias=400 * MIB,
-            ),
-            poll_interval=2.0,
-            min_poll_interval=0.25,
-            psi_ceiling=25,
-        ),
+        settings=default_settings(),
         vms=[VmSpec(name=n, socket=n, memory=4 * GIB) for n in names],
         control=control,
         read_host=lambda: host,

@@ -57,20 +57,19 @@ def parse_psi(text: str) -> float:
     return min(100.0, float(m.group(1)))
 
 
-def read_host(path: Path = MEMINFO) -> Host:
+def _read(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as err:
         raise SourceUnreadable(f"cannot read {path}: {err.strerror}") from err
-    return parse_meminfo(text)
+
+
+def read_host(path: Path = MEMINFO) -> Host:
+    return parse_meminfo(_read(path))
 
 
 def read_psi(path: Path = PSI_MEMORY) -> float:
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SourceUnreadable(f"cannot read {path}: {err.strerror}") from err
-    return parse_psi(text)
+    return parse_psi(_read(path))
 
 
 @attrs.define
