@@ -372,3 +372,21 @@ def test_a_guest_without_available_memory_is_not_ready() -> None:
     d = daemon(control, Host(total=16 * GIB, available=100 * MIB), ["a"], [0.0])
     assert d.tick() == ()
     assert d.states["a"].status == "not-ready"
+
+
+def test_a_failing_round_does_not_stop_the_loop(caplog: pytest.LogCaptureFixture) -> None:
+    rounds = iter([RuntimeError("meminfo bug"), Host(total=16 * GIB, available=8 * GIB)])
+
+    def read_host() -> Host:
+        r = next(rounds)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    control = Scripted({"a": ok(1 * GIB)})
+    d = daemon(control, Host(total=1, available=1), ["a"], [0.0])
+    d.read_host = read_host
+    ticks = iter([False, False, True])
+    d.run(lambda _seconds: "timeout", lambda: next(ticks))
+    assert "this round failed" in caplog.text
+    assert d.states["a"].status == "running"

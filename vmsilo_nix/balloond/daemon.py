@@ -282,7 +282,10 @@ class Daemon:
     def run(self, sleep: Callable[[float], str], stop: Callable[[], bool]) -> None:
         """Tick until ``stop()``; ``sleep(seconds)`` waits and says why it woke."""
         while not stop():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bug: log it and keep balancing rather than leave the VMs
+                log.exception("this round failed")
             why = sleep(self.interval)
             if why == "pressure":
                 log.debug("woken by memory pressure")
