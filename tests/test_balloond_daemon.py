@@ -375,7 +375,9 @@ def test_a_guest_without_available_memory_is_not_ready() -> None:
 
 
 def test_a_failing_round_does_not_stop_the_loop(caplog: pytest.LogCaptureFixture) -> None:
-    rounds = iter([RuntimeError("meminfo bug"), Host(total=16 * GIB, available=8 * GIB)])
+    rounds: Iterator[Host | Exception] = iter(
+        [RuntimeError("meminfo bug"), Host(total=16 * GIB, available=8 * GIB)]
+    )
 
     def read_host() -> Host:
         r = next(rounds)
