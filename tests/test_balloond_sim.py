@@ -8,6 +8,7 @@ from collections import defaultdict
 
 from .balloond_sim import (
     GIB,
+    Sample,
     SimGuest,
     default_settings,
     figures,
@@ -21,7 +22,7 @@ MIB = 1 << 20
 FLOOR = 256 * MIB
 
 
-def scenario() -> tuple[list[SimGuest], list]:  # type: ignore[type-arg]
+def scenario() -> tuple[list[SimGuest], list[Sample]]:
     host = standard_host(n=4, spike_at=120.0, spike_until=600.0)
     host.guests.append(SimGuest(name="stubborn", memory=2 * GIB, demand=wave(0), kind="ignores"))
     host.guests.append(SimGuest(name="liar", memory=2 * GIB, demand=wave(1), kind="lies"))
