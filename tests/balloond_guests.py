@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ MIB = 1 << 20
 
 
 def install_crosvm(bin_dir: Path) -> Path:
+    """The stand-in as `crosvm`, run by this Python (no /usr/bin/env needed, as in a build)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     crosvm = bin_dir / "crosvm"
-    crosvm.symlink_to(STANDIN)
+    crosvm.write_text(f'#!/bin/sh\nexec {sys.executable} {STANDIN} "$@"\n')
+    crosvm.chmod(0o755)
     return crosvm
 
 
