@@ -133,6 +133,17 @@ def test_faults(vms: tuple[Guests, Path, str], behave: str, status: str, detail:
     assert r.status == status and detail in r.detail
 
 
+def test_a_vm_that_vanishes_mid_call(vms: tuple[Guests, Path, str]) -> None:
+    guests, record, crosvm = vms
+    guests.start("a", memory=1024 * MIB, used=0, behave="vanish")
+    guests.sockets.pop("a").close()  # the socket file goes with the VM, during the call
+    control = CrosvmControl(crosvm, timeout=10)
+    r = control.stats(str(guests.path("a")))
+    assert r.status == "failed" and "Connection reset by peer" in r.detail
+    assert control.stats(str(guests.path("a"))).status == "gone"
+    assert len(calls(record)) == 1
+
+
 def test_a_vm_that_is_not_running(vms: tuple[Guests, Path, str], tmp_path: Path) -> None:
     _, record, crosvm = vms
     r = CrosvmControl(crosvm).stats(str(tmp_path / "absent.sock"))

@@ -12,6 +12,7 @@ it), then answers like crosvm does. "behave" picks a fault:
   garbage   the reply is not JSON
   enotconn  the balloon driver is not up yet (crosvm: {"Err": 107}, exit 1)
   hang      never answers
+  vanish    the VM goes away during the call (its socket is removed, the reply never comes)
 """
 
 import json
@@ -35,6 +36,9 @@ guest = json.loads(state_path.read_text())
 behave = guest.get("behave", "ok")
 if behave == "hang":
     time.sleep(1000)
+if behave == "vanish":
+    os.unlink(socket)
+    sys.exit("[ERROR] failed to read response: Connection reset by peer (os error 104)")
 if behave == "enotconn":
     print(json.dumps({"Err": 107}, indent=2))
     sys.exit(1)
