@@ -6,6 +6,9 @@ controllers on the same simulated host, in one run.
   tick     CPU time of one tick with N VMs (median; host files read and parsed, N stats
            replies decided, the state file written), crosvm calls answered in-process: the
            daemon's own work. Target: under 5 ms at 50 VMs.
+  spawn    the same tick with every call made through a stand-in crosvm process (a Python
+           script, so most of the wall time is its start-up): the daemon's CPU then includes
+           starting N programs and reading their output.
   rss      peak RSS of `vmsilo-balloond --once` with N VMs. Target: under 30 MiB.
   sim      the simulation of tests/balloond_sim.py (a host spike with 4 and 8 guests): time
            to relieve the host, deepest shortfall, overshoot, ticks a guest spent below its
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from timing import peak_rss_kib
 
+from tests.balloond_guests import Guests, install_crosvm
 from tests.balloond_sim import (
     GIB,
     SimControl,
@@ -42,6 +47,7 @@ from tests.balloond_sim import (
     wave,
 )
 from vmsilo_nix.balloond import sources
+from vmsilo_nix.balloond.crosvm_ctl import CrosvmControl
 from vmsilo_nix.balloond.daemon import Daemon, VmSpec
 from vmsilo_nix.balloond.policy import Host
 
@@ -84,6 +90,37 @@ def tick_cost(n: int, ticks: int) -> float:
     return statistics.median(times)
 
 
+def spawn_cost(n: int, ticks: int) -> tuple[float, float]:
+    """Median (CPU, wall) seconds of one tick with ``n`` VMs behind the stand-in crosvm."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["VMSILO_RECORD"] = tmp
+        crosvm = install_crosvm(Path(tmp) / "bin")
+        guests = Guests(Path(tmp) / "run")
+        for i in range(n):
+            guests.start(f"vm{i}", memory=4 * GIB, used=1 * GIB)
+        meminfo = Path(tmp) / "meminfo"
+        meminfo.write_text(f"MemTotal: {64 * GIB // 1024} kB\nMemAvailable: {GIB // 1024} kB\n")
+        daemon = Daemon(
+            settings=default_settings(),
+            vms=[
+                VmSpec(name=f"vm{i}", socket=str(guests.path(f"vm{i}")), memory=4 * GIB)
+                for i in range(n)
+            ],
+            control=CrosvmControl(str(crosvm), timeout=30),
+            read_host=lambda: sources.read_host(meminfo),
+            read_psi=None,
+        )
+        cpu, wall = [], []
+        for _ in range(ticks):
+            c, w = time.process_time(), time.perf_counter()
+            daemon.tick()
+            cpu.append(time.process_time() - c)
+            wall.append(time.perf_counter() - w)
+        daemon.close()
+        guests.close()
+    return statistics.median(cpu), statistics.median(wall)
+
+
 def rss_kib(n: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         argv = [sys.executable, "-m", "vmsilo_nix.balloond", "--once",
@@ -117,12 +154,15 @@ def main() -> None:
         "vms": args.vms,
         "tick_ms": round(tick_cost(args.vms, args.ticks) * 1000, 3),
         "rss_mib": round(rss_kib(args.vms) / 1024, 1),
+        "spawn_tick": [round(x * 1000, 1) for x in spawn_cost(args.vms, 5)],
         "simulation": simulations(),
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"tick with {args.vms} VMs: {result['tick_ms']} ms CPU (median of {args.ticks})")
+    cpu, wall = result["spawn_tick"]
+    print(f"tick with {args.vms} stand-in crosvm calls: {cpu} ms CPU, {wall} ms wall")
     print(f"peak RSS of --once with {args.vms} VMs: {result['rss_mib']} MiB")
     keys = ["relief_s", "deepest_mib", "overshoot_mib", "floor_ticks", "moves_per_min"]
     print(f"{'guests':>6} {'controller':<11} " + " ".join(f"{k:>13}" for k in keys))
