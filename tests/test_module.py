@@ -253,6 +253,44 @@ def test_balloond_unit_runs_the_real_daemon_hardened(
     assert "watching 4 VMs" in err
 
 
+def test_balloond_unit_as_real_nixos_renders_it(tmp_path: Path) -> None:
+    """With a real nixpkgs: the flake's overlay provides pkgs.vmsilo-balloond, the module's
+    default is that package, and the unit NixOS writes is one systemd accepts whole."""
+    nix_bin, nixpkgs = os.environ.get("VMSILO_NIX"), os.environ.get("VMSILO_NIXPKGS")
+    if not nix_bin or not nixpkgs:
+        pytest.skip("VMSILO_NIX and VMSILO_NIXPKGS are not set (a real Nix and nixpkgs)")
+    done = subprocess.run(
+        [nix_bin, "--extra-experimental-features", "nix-command", "eval", "--impure", "--json",
+         "--option", "substituters", "", "--file", str(ROOT / "tests/nix/real-balloond.nix")],
+        env={**os.environ, "VMSILO_ROOT": str(ROOT)},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["daemon"] == got["overlay"]
+    assert got["mainProgram"] == "vmsilo-balloond"
+    lines = got["unit"].splitlines()
+    assert "User=alice" in lines and "ProtectSystem=strict" in lines
+    assert "SystemCallFilter=~@privileged" in lines
+    # systemd-analyze needs an ExecStart that exists here and a known user
+    unit = tmp_path / "vmsilo-balloond.service"
+    unit.write_text(
+        "\n".join(
+            "ExecStart=/bin/true" if line.startswith("ExecStart=")
+            else "User=root" if line.startswith("User=")
+            else line
+            for line in lines
+        )
+        + "\n"
+    )  # fmt: skip
+    if shutil.which("systemd-analyze"):
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+        )
+        assert verify.returncode == 0, verify.stderr
+        assert "vmsilo-balloond.service" not in verify.stderr, verify.stderr
+
+
 def guest(monkeypatch: pytest.MonkeyPatch, lib: Path, proxy: str, channel: bool) -> Any:
     monkeypatch.setenv("VMSILO_NIXPKGS_LIB", str(lib))
     monkeypatch.setenv("VMSILO_ROOT", str(ROOT))
