@@ -215,49 +215,53 @@ in
       map vmService cfg.nixosVms ++ map tapService (lib.filter hasTaps cfg.nixosVms)
     )
     // {
-      vmsilo-balloond = {
-        description = "vmsilo memory balloon daemon";
-        wantedBy = [ "multi-user.target" ];
-        serviceConfig = {
-          ExecStart = "${libexec}/balloond";
-          Type = "notify";
-          Restart = "on-failure";
-          # crosvm's control sockets belong to the account that runs the VMs.
-          User = cfg.user;
-          # The state file behind `vmsilo-balloond --status`, readable by everyone.
-          RuntimeDirectory = "vmsilo-balloond";
-          RuntimeDirectoryMode = "0755";
-          # It reads /proc/meminfo, arms a trigger on /proc/pressure/memory, connects to the
-          # VMs' control sockets under /run/vmsilo and runs crosvm from the store: nothing more.
-          ProtectSystem = "strict";
-          ProtectHome = true;
-          InaccessiblePaths = [ "-/var/lib/vmsilo" ];
-          PrivateTmp = true;
-          PrivateDevices = true;
-          PrivateNetwork = true;
-          RestrictAddressFamilies = [ "AF_UNIX" ];
-          CapabilityBoundingSet = "";
-          NoNewPrivileges = true;
-          ProtectClock = true;
-          ProtectControlGroups = true;
-          ProtectHostname = true;
-          ProtectKernelLogs = true;
-          ProtectKernelModules = true;
-          ProtectKernelTunables = true;
-          ProtectProc = "invisible";
-          RestrictNamespaces = true;
-          RestrictRealtime = true;
-          RestrictSUIDSGID = true;
-          LockPersonality = true;
-          MemoryDenyWriteExecute = true;
-          SystemCallArchitectures = "native";
-          SystemCallFilter = [
-            "@system-service"
-            "~@privileged"
-          ];
-          UMask = "0022";
+      vmsilo-balloond =
+        let
+          facts = lib.importJSON ./facts.json;
+        in
+        {
+          description = "vmsilo memory balloon daemon";
+          wantedBy = [ "multi-user.target" ];
+          serviceConfig = {
+            ExecStart = "${libexec}/balloond";
+            Type = "notify";
+            Restart = "on-failure";
+            # crosvm's control sockets belong to the account that runs the VMs.
+            User = cfg.user;
+            # The state file behind `vmsilo-balloond --status`, readable by everyone.
+            RuntimeDirectory = facts.balloondRuntimeDirectory;
+            RuntimeDirectoryMode = "0755";
+            # It reads /proc/meminfo, arms a trigger on /proc/pressure/memory, connects to the
+            # VMs' control sockets under the run directory and runs crosvm from the store.
+            ProtectSystem = "strict";
+            ProtectHome = true;
+            InaccessiblePaths = [ "-${facts.stateDir}" ];
+            PrivateTmp = true;
+            PrivateDevices = true;
+            PrivateNetwork = true;
+            RestrictAddressFamilies = [ "AF_UNIX" ];
+            CapabilityBoundingSet = "";
+            NoNewPrivileges = true;
+            ProtectClock = true;
+            ProtectControlGroups = true;
+            ProtectHostname = true;
+            ProtectKernelLogs = true;
+            ProtectKernelModules = true;
+            ProtectKernelTunables = true;
+            ProtectProc = "invisible";
+            RestrictNamespaces = true;
+            RestrictRealtime = true;
+            RestrictSUIDSGID = true;
+            LockPersonality = true;
+            MemoryDenyWriteExecute = true;
+            SystemCallArchitectures = "native";
+            SystemCallFilter = [
+              "@system-service"
+              "~@privileged"
+            ];
+            UMask = "0022";
+          };
         };
-      };
     };
     systemd.sockets = lib.listToAttrs (
       map activationSocket (lib.filter (vm: !vm.autoStart) cfg.nixosVms)

@@ -19,6 +19,9 @@ RUN_DIR: Final = "/run/vmsilo"
 #: Per-VM state (the qcow2 overlay): disk, not RAM, although recreated at each start.
 STATE_DIR: Final = "/var/lib/vmsilo"
 
+#: vmsilo-balloond's systemd RuntimeDirectory (below /run): its state file for ``--status``.
+BALLOOND_RUNTIME_DIRECTORY: Final = "vmsilo-balloond"
+
 #: The guest user's home, where the sharedHome share is mounted.
 GUEST_HOME: Final = "/home/user"
 #: The virtiofs tag of the sharedHome share.
@@ -48,6 +51,7 @@ def for_nix() -> dict[str, object]:
         "engine": ENGINE,
         "runDir": RUN_DIR,
         "stateDir": STATE_DIR,
+        "balloondRuntimeDirectory": BALLOOND_RUNTIME_DIRECTORY,
         "guestHome": GUEST_HOME,
         "homeTag": HOME_TAG,
         "guestSharesDir": GUEST_SHARES_DIR,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from vmsilo_nix import facts
 from vmsilo_nix.config import values
 from vmsilo_nix.sd_notify import notify_ready
 
@@ -21,9 +22,9 @@ from .daemon import Daemon, Settings, VmSpec, log
 from .policy import MIB, Params
 
 #: Where the state file goes: systemd's RuntimeDirectory= of the unit when it set one, and the
-#: same place (the module's RuntimeDirectory=vmsilo-balloond) for --status outside the unit.
+#: same place (the module's RuntimeDirectory) for --status outside the unit.
 STATE_NAME: Final = "state.json"
-DEFAULT_RUNTIME_DIR: Final = "/run/vmsilo-balloond"
+DEFAULT_RUNTIME_DIR: Final = f"/run/{facts.BALLOOND_RUNTIME_DIRECTORY}"
 TRACE: Final = 5
 LEVELS: Final = {
     "error": logging.ERROR,
