@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,18 @@ def test_the_kernel_accepts_our_trigger() -> None:
     assert waker.sleep(0.01) in ("timeout", "pressure")
     waker.close()
     assert waker.trigger is None
+
+
+def test_a_pressure_event_ends_a_sleep_at_once() -> None:
+    """The kernel signals a PSI trigger with POLLPRI; out-of-band data on a socket does too."""
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    waker = Waker()
+    waker._psi_fd = ours.fileno()  # stands for the armed trigger's descriptor
+    waker._poll.register(ours.fileno(), select.POLLPRI)
+    assert waker.sleep(0.01) == "timeout"
+    kernel.send(b"!", socket.MSG_OOB)
+    start = time.monotonic()
+    assert waker.sleep(30) == "pressure"
+    assert time.monotonic() - start < 5
+    kernel.close()
+    ours.close()
