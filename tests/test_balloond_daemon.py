@@ -182,6 +182,15 @@ def test_once_and_status(env: dict[str, Any]) -> None:
     assert json.loads(as_json.stdout) == s
 
 
+def test_status_of_a_missing_or_foreign_state_file(env: dict[str, Any]) -> None:
+    missing = sh([*env["base"], "--status"])
+    assert missing.returncode == 1 and "no state at" in missing.stderr
+    env["state"].write_text("[1, 2]")
+    foreign = sh([*env["base"], "--status"])
+    assert foreign.returncode == 1 and "is not a state file" in foreign.stderr
+    assert "Traceback" not in foreign.stderr
+
+
 def test_dry_run_prints_and_moves_nothing(env: dict[str, Any]) -> None:
     guests: Guests = env["guests"]
     guests.start("a", memory=4 * GIB, used=1 * GIB)

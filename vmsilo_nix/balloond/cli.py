@@ -207,13 +207,23 @@ def status(path: Path, as_json: bool) -> int:
     if as_json:
         print(json.dumps(state, indent=2))
         return 0
+    try:
+        lines = _status_lines(state)
+    except (AttributeError, TypeError, KeyError):
+        print(f"vmsilo-balloond: {path} is not a state file this version wrote", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+def _status_lines(state: Any) -> list[str]:
     host = state.get("host") or {}
     psi = state.get("psi_some_avg10")
-    print(
+    out = [
         f"host: {_mib(host.get('available'))} available of {_mib(host.get('total'))}, "
         f"pressure {'-' if psi is None else f'{psi:.2f}%'}, every {state.get('interval', 0):g}s"
         + (" (dry run)" if state.get("dry_run") else "")
-    )
+    ]
     rows = [("VM", "STATUS", "MEMORY", "BALLOON", "TARGET", "AVAILABLE", "REASON")]
     for name, vm in state.get("vms", {}).items():
         rows.append(
@@ -229,8 +239,8 @@ def status(path: Path, as_json: bool) -> int:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[6])
-    return 0
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[6])
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
