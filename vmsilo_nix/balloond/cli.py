@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from vmsilo_nix import facts
+from vmsilo_nix.assignments import split_assignment
 from vmsilo_nix.config import values
 from vmsilo_nix.sd_notify import notify_ready
 
@@ -62,8 +63,9 @@ def _percent(text: str) -> float:
 
 def _pair(what: str, parse: Callable[[str], Any]) -> Callable[[str], tuple[str, Any]]:
     def split(text: str) -> tuple[str, Any]:
-        name, sep, rest = text.partition("=")
-        if not sep or not name or not rest:
+        # A VM name never holds "=", so the value (a socket path) may.
+        name, rest = split_assignment(text)
+        if not name or not rest:
             raise ValueError(f"expected NAME={what}, got {text!r}")
         return name, parse(rest)
 
