@@ -10,31 +10,31 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import gc
+import importlib
 import json
 import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
 from vmsilo_nix import __version__, facts, pipeline
-from vmsilo_nix.cli import channel
 from vmsilo_nix.cli import show as show_render
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
 from vmsilo_nix.errors import ConfigError, NixError, ProgramNotFoundError, VmsiloError
-from vmsilo_nix.guest import setup as guest_setup
 from vmsilo_nix.nixeval import nix, source
 from vmsilo_nix.plan import host as plan
 from vmsilo_nix.render import generate
 from vmsilo_nix.render.tree import write_tree
-from vmsilo_nix.wayland_context import cli as wayland_context
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -73,7 +73,22 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose arguments (and code) live with what they run; they are imported only when
+# named, so that check, plan and the rest start without them.
+DELEGATED = {
+    "wayland-context": "vmsilo_nix.wayland_context.cli",
+    "channel": "vmsilo_nix.cli.channel",
+    "guest-setup": "vmsilo_nix.guest.setup",
+}
+
+
+def _delegate(command: str) -> ModuleType:
+    return importlib.import_module(DELEGATED[command])
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given ``argv``, only the delegated commands it names get their
+    arguments (any word of argv counts, so a real use of one is never missed)."""
     parser = argparse.ArgumentParser(
         prog="vmsilo",
         description="Check, inspect and generate vmsilo VM configurations.",
@@ -151,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create a listening socket, register it with the compositor through "
         "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
     )
-    wayland_context.add_arguments(wayland)
+    _delegated_args(wayland, "wayland-context", argv)
 
     chan = sub.add_parser(
         "channel",
@@ -159,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The host-guest command channel over vsock: `run` and `shell` on the host, "
         "`agent` in the guest.",
     )
-    channel.add_arguments(chan)
+    _delegated_args(chan, "channel", argv)
 
     setup = sub.add_parser(
         "guest-setup",
@@ -167,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the VM's identity from the kernel command line, write its "
         "systemd-networkd files, set the hostname and mount its virtiofs shares.",
     )
-    guest_setup.add_arguments(setup)
+    _delegated_args(setup, "guest-setup", argv)
 
     opts = sub.add_parser(
         "options",
@@ -184,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     facts_p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
     return parser
+
+
+def _delegated_args(p: argparse.ArgumentParser, command: str, argv: Sequence[str] | None) -> None:
+    if argv is None or command in argv:
+        _delegate(command).add_arguments(p)
 
 
 def _nix_options(args: argparse.Namespace) -> nix.NixOptions:
@@ -348,16 +368,19 @@ def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_wayland_context(args: argparse.Namespace, out: Console, err: Console) -> int:
-    return wayland_context.run(args)
+    return int(_delegate("wayland-context").run(args))
 
 
 def cmd_channel(args: argparse.Namespace, out: Console, err: Console) -> int:
-    return channel.run(args)
+    return int(_delegate("channel").run(args))
 
 
 def cmd_guest_setup(args: argparse.Namespace, out: Console, err: Console) -> int:
-    return guest_setup.run(args)
+    return int(_delegate("guest-setup").run(args))
 
+
+# Commands that build their data, print it and exit (the others serve for a VM's lifetime).
+BATCH = frozenset({"check", "eval", "plan", "show", "generate", "options", "facts"})
 
 COMMANDS = {
     "generate": cmd_generate,
@@ -374,8 +397,28 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(words).parse_args(words)
+    with _batch_gc(args.command in BATCH):
+        return _dispatch(args)
+
+
+@contextlib.contextmanager
+def _batch_gc(batch: bool) -> Iterator[None]:
+    """A plan is a large acyclic tree freed by reference counting; the cyclic collector would
+    only rescan it again and again as it grows (a third of `plan --json`'s time). Callers that
+    run ``main`` in their own process get the collector back as it was."""
+    was_enabled = gc.isenabled()
+    if batch:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     # soft_wrap: messages stay one line each, whatever the terminal width, for grep and scripts.
     out = Console(soft_wrap=True, highlight=False)
     err = Console(stderr=True, soft_wrap=True, highlight=False)

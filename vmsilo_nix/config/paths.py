@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 
@@ -14,20 +15,38 @@ Segment = str | int
 def format_path(
     segments: Sequence[Segment], vm_names: Sequence[str | None] = (), root: str = ROOT
 ) -> str:
-    """Render a path; an index into ``nixosVms`` is followed by that VM's name when known."""
-    out = root
-    for i, seg in enumerate(segments):
-        if isinstance(seg, int):
-            out += f"[{seg}]"
-            if i == 1 and segments[0] == "nixosVms" and 0 <= seg < len(vm_names):
-                name = vm_names[seg]
-                if name is not None:
-                    safe = name.isprintable() and _encodable(name)
-                    out += f" ({name if safe else json.dumps(name)})"
-        else:
-            name = seg if is_plain_attr(seg) else json.dumps(seg)  # json: ASCII-safe
-            out += f".{name}" if out else name
+    """Render a path; an index into ``nixosVms`` is followed by that VM's name when known.
+
+    Plans carry tens of thousands of paths that differ only in their VM, so the VM's part and
+    the rest are each rendered once and cached.
+    """
+    segs = tuple(segments)
+    if len(segs) >= 2 and segs[0] == "nixosVms" and isinstance(segs[1], int):
+        i = segs[1]
+        name = vm_names[i] if 0 <= i < len(vm_names) else None
+        return _vm_head(root, i, name) + _tail(segs[2:])
+    text = _tail(segs)
+    return root + text if root else text.removeprefix(".")
+
+
+@functools.lru_cache(maxsize=4096)
+def _vm_head(root: str, index: int, name: str | None) -> str:
+    out = f"{root}.nixosVms[{index}]" if root else f"nixosVms[{index}]"
+    if name is not None:
+        safe = name.isprintable() and _encodable(name)
+        out += f" ({name if safe else json.dumps(name)})"
     return out
+
+
+@functools.lru_cache(maxsize=16384)
+def _tail(segments: tuple[Segment, ...]) -> str:
+    """The segments after a prefix, each string one starting with a dot."""
+    return "".join(
+        f"[{seg}]"
+        if isinstance(seg, int)
+        else "." + (seg if is_plain_attr(seg) else json.dumps(seg))  # json: ASCII-safe
+        for seg in segments
+    )
 
 
 def _encodable(text: str) -> bool:
