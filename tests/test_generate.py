@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,10 @@ import pytest
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.host import plan
-from vmsilo_nix.render.generate import build_tree
+from vmsilo_nix.render.generate import MANIFEST, build_tree
 from vmsilo_nix.render.tree import File, Link, TreeError, read_tree, write_tree
 
-from .conftest import EXAMPLES, ROOT
+from .conftest import EXAMPLES, ROOT, Result
 
 ARTIFACTS = load_artifacts(json.loads((ROOT / "tests/golden/desktop-artifacts.json").read_text()))
 FIREFOX = """[Desktop Entry]
@@ -138,7 +139,7 @@ def test_changed_config_replaces_the_tree(tmp_path: Path) -> None:
     write_tree(out, {"a": File(b"1"), "old/b": File(b"2")})
     assert write_tree(out, {"a": File(b"3", 0o755)}) is True
     assert read_tree(out) == {"a": File(b"3", 0o755)}
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no siblings left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]  # nothing else
 
 
 CRASH = """
@@ -184,7 +185,7 @@ def test_a_crash_midway_leaves_the_previous_tree(tmp_path: Path, how: str) -> No
     new = {"g": File(b"x")}
     assert write_tree(out, new) is True
     assert read_tree(out) == new
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
 
 def test_fallback_recovery_restores_the_previous_tree(tmp_path: Path) -> None:
@@ -207,6 +208,97 @@ def test_refuses_a_non_directory(tmp_path: Path) -> None:
     target.write_text("x")
     with pytest.raises(TreeError, match="is not a directory"):
         write_tree(target, {})
+
+
+def test_refuses_a_directory_it_did_not_write_and_names_its_files(tmp_path: Path) -> None:
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    (out / "photos").mkdir()
+    with pytest.raises(TreeError, match=r"holds no share/vmsilo/manifest.json") as caught:
+        write_tree(out, tree_for(tmp_path), marker=MANIFEST)
+    assert "found photos/, thesis.tex" in str(caught.value)
+    assert (out / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in out.iterdir()) == ["photos", "thesis.tex"]
+
+
+def test_replaces_an_empty_directory_and_its_own_tree(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    first = tree_for(tmp_path)
+    assert write_tree(out, first, marker=MANIFEST) is True
+    (out / "stray").write_text("x")  # beside a manifest: the tree is ours, stray files go
+    assert write_tree(out, first, marker=MANIFEST) is True
+    assert read_tree(out) == first
+
+
+def test_cli_refuses_a_foreign_directory(tmp_path: Path, run: Callable[..., Result]) -> None:
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    r = run("generate", "--file", str(EXAMPLES / "desktop.json"), "--out", str(out))
+    assert r.code != 0
+    assert "refusing to replace it (found notes.txt)" in r.err
+    assert "wrote" not in r.out
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+# Writes a tree of many files, each write slowed down, so that concurrent runs overlap.
+SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+from vmsilo_nix.render import tree
+real_write = tree._write
+def slow_write(root, entries):
+    print("writing", flush=True)
+    time.sleep(float(sys.argv[3]))
+    real_write(root, entries)
+tree._write = slow_write
+files = {f"bin/f{i}": tree.File(sys.argv[2].encode()) for i in range(30)}
+files["share/vmsilo/manifest.json"] = tree.File(b"{}")
+waited = []
+changed = tree.write_tree(Path(sys.argv[1]), files, marker="share/vmsilo/manifest.json",
+                          on_wait=lambda: waited.append(1))
+print("waited" if waited else "first", changed, flush=True)
+"""
+
+
+def _writer(out: Path, content: str, delay: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(out), content, str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_concurrent_runs_take_turns_and_leave_a_whole_tree(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = _writer(out, "one", 1.0)
+    assert first.stdout is not None
+    assert first.stdout.readline() == "writing\n"  # holds the lock now
+    second = _writer(out, "two", 0.0)
+    out_first, _ = first.communicate(timeout=30)
+    out_second, _ = second.communicate(timeout=30)
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert out_first.splitlines() == ["first True"]
+    assert out_second.splitlines() == ["writing", "waited True"]  # it waited, then wrote
+    on_disk = read_tree(out)
+    assert sorted(on_disk) == sorted([f"bin/f{i}" for i in range(30)] + [MANIFEST])
+    assert all(e == File(b"two") for p, e in on_disk.items() if p.startswith("bin/"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+def test_many_concurrent_runs_never_leave_a_partial_tree(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    writers = [_writer(out, f"run{i}", 0.05) for i in range(6)]
+    outputs = [w.communicate(timeout=60)[0] for w in writers]
+    assert [w.returncode for w in writers] == [0] * 6, outputs
+    on_disk = read_tree(out)
+    assert sorted(on_disk) == sorted([f"bin/f{i}" for i in range(30)] + [MANIFEST])
+    contents = {e.content for p, e in on_disk.items() if p.startswith("bin/")}
+    assert len(contents) == 1  # one run's tree, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
 
 @pytest.mark.skipif(

@@ -153,7 +153,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         help="write the package tree: launchers, vm-* commands, desktop files, completion",
         description="Write the package tree the NixOS module installs as programs.vmsilo.package. "
         "The tree is swapped in whole, so a failure leaves the previous one intact; an "
-        "unchanged configuration writes nothing.",
+        "unchanged configuration writes nothing. An existing DIR is replaced only when it is "
+        "empty or holds a vmsilo manifest; runs on the same DIR take turns.",
     )
     _source_args(gen)
     gen.add_argument("--out", "-o", required=True, metavar="DIR", help="the tree's directory")
@@ -352,7 +353,12 @@ def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
 def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
     config, p, artifacts = _config_and_plan(args, err)
     tree = generate.build_tree(config, p, artifacts)
-    changed = write_tree(Path(args.out), tree)
+    changed = write_tree(
+        Path(args.out),
+        tree,
+        marker=generate.MANIFEST,
+        on_wait=lambda: err.print(Text(f"waiting for another run writing {args.out}...")),
+    )
     if args.json:
         print_json({"out": args.out, "changed": changed, "entries": len(tree), "vms": list(p.vms)})
     elif changed:

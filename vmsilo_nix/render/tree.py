@@ -4,17 +4,24 @@ The new tree is written beside the target as a hidden sibling and swapped in wit
 ``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel or filesystem lacks it), so a crash
 at any point leaves the previous tree whole. A tree identical to what is on disk is not written
 at all: contents, modes and mtimes stay as they were.
+
+A directory that is there already is replaced only when it is empty or holds the writer's
+marker file (the manifest of a tree it wrote): nothing a user put there is deleted. Writers of
+one target take turns through a lock file beside it, so two runs never interleave their swaps
+or clean up each other's half-written trees.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -111,29 +118,80 @@ def _recover(out: Path) -> None:
             shutil.rmtree(old)
 
 
-def write_tree(out: Path, tree: Tree) -> bool:
-    """Make ``out`` hold exactly ``tree``; returns False when it already did (nothing written)."""
+def lock_path(out: Path) -> Path:
+    """The lock file beside ``out`` (kept: removing it would let a waiter lock a dead inode)."""
+    return out.parent / f".{out.name}.lock"
+
+
+@contextlib.contextmanager
+def _locked(out: Path, on_wait: Callable[[], None] | None) -> Iterator[None]:
+    fd = os.open(lock_path(out), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+_LISTED = 5  # how many of a foreign directory's entries an error names
+
+
+def _refuse_foreign(out: Path, marker: str | None) -> None:
+    """Raise unless ``out`` is absent, empty, or holds ``marker`` (so it is a tree we wrote)."""
+    if marker is None or not out.is_dir():
+        return
+    found = sorted(e.name + ("/" if e.is_dir() else "") for e in out.iterdir())
+    if not found or (out / marker).is_file():
+        return
+    listed = ", ".join(found[:_LISTED]) + (
+        f" and {len(found) - _LISTED} more" if len(found) > _LISTED else ""
+    )
+    raise TreeError(
+        f"{out} is not empty and holds no {marker}, so it is not a tree vmsilo wrote; "
+        f"refusing to replace it (found {listed}). Choose an empty or new directory."
+    )
+
+
+def write_tree(
+    out: Path,
+    tree: Tree,
+    *,
+    marker: str | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> bool:
+    """Make ``out`` hold exactly ``tree``; returns False when it already did (nothing written).
+
+    With ``marker`` (a path in ``tree``), an existing non-empty ``out`` without that file is
+    refused. ``on_wait`` is called once when another writer holds ``out``'s lock; we then wait.
+    """
     out = out.absolute()
     new: Path | None = None
     try:
-        _recover(out)
-        if out.is_symlink() or (out.exists() and not out.is_dir()):
-            raise TreeError(f"{out} exists and is not a directory")
-        if out.exists() and read_tree(out) == dict(tree):
-            return False
         out.parent.mkdir(parents=True, exist_ok=True)
-        new = out.parent / f".{out.name}.new-{secrets.token_hex(4)}"
-        _write(new, tree)
-        if not out.exists():
-            os.rename(new, out)
-        elif _exchange(new, out):
-            shutil.rmtree(new)  # now the previous tree
-        else:
-            old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
-            os.rename(out, old)
-            os.rename(new, out)
-            shutil.rmtree(old)
-        return True
+        with _locked(out, on_wait):
+            _recover(out)
+            if out.is_symlink() or (out.exists() and not out.is_dir()):
+                raise TreeError(f"{out} exists and is not a directory")
+            _refuse_foreign(out, marker)
+            if out.exists() and read_tree(out) == dict(tree):
+                return False
+            new = out.parent / f".{out.name}.new-{secrets.token_hex(4)}"
+            _write(new, tree)
+            if not out.exists():
+                os.rename(new, out)
+            elif _exchange(new, out):
+                shutil.rmtree(new)  # now the previous tree
+            else:
+                old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+                os.rename(out, old)
+                os.rename(new, out)
+                shutil.rmtree(old)
+            return True
     except OSError as e:
         if new is not None:
             shutil.rmtree(new, ignore_errors=True)
