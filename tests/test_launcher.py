@@ -8,12 +8,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
@@ -21,6 +23,7 @@ from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.host import Plan, plan
 from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.render import launcher
 from vmsilo_nix.render.generate import build_tree, launcher_path
 from vmsilo_nix.render.tree import write_tree
 
@@ -48,7 +51,7 @@ CONFIG: dict[str, Any] = {
 
 
 class Rig:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, config_data: dict[str, Any] = CONFIG) -> None:
         self.tmp = tmp
         self.record = tmp / "record"
         self.record.mkdir()
@@ -60,8 +63,11 @@ class Rig:
         built = VmArtifacts(
             kernel="/k/bzImage", initrd="/k/initrd", root_image="/k/root.img", toplevel="/k/system"
         )
-        self.artifacts = Artifacts(vms={"box": built})
-        config = check(CONFIG)
+        self.artifacts = Artifacts(vms={vm["name"]: built for vm in config_data["nixosVms"]})
+        self.artifacts = attrs.evolve(
+            self.artifacts, vms={k: v for k, v in self.artifacts.vms.items() if k != "unbuilt"}
+        )
+        config = check(config_data)
         self.plan: Plan = plan(config, self.artifacts, layout)
         self.out = tmp / "out"
         write_tree(self.out, build_tree(config, self.plan, self.artifacts))
@@ -164,7 +170,7 @@ def test_a_share_that_fails_stops_the_start(rig: Rig) -> None:
     proc = rig.launch("box", virtiofsd="exit:1", crosvm="sleep")
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1
-    assert "the process serving" in err and "exited" in err
+    assert "virtiofsd of share home exited before creating its socket" in err
     assert rig.calls("crosvm") == []
     rig.assert_clean()
 
@@ -187,3 +193,73 @@ def test_unbuilt_vm_refuses_to_start(rig: Rig) -> None:
     assert proc.returncode == 1
     assert "VM unbuilt cannot start: not built yet: initrd, kernel, rootImage, toplevel" in err
     assert rig.calls("crosvm") == []
+
+
+SLOW = {
+    "user": "alice",
+    "nixosVms": [
+        {
+            "name": "wl",
+            "sharedHome": "/srv/wl",
+            "sound": {"playback": False},
+            "sharedDirectories": {"docs": {"path": "/srv/docs"}},
+        }
+    ],
+}
+
+
+def _wait_socket(path: Path, timeout: float = 20) -> float:
+    deadline = time.monotonic() + timeout
+    while not path.is_socket():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+@pytest.fixture
+def slow_rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    """Two virtiofsd that take 2.5 s each: together longer than one socket wait (4 s)."""
+    monkeypatch.setattr(launcher, "SOCKET_WAIT_SECONDS", 4)
+    r = Rig(tmp_path, SLOW)
+    r.env["VMSILO_BEHAVE_VIRTIOFSD"] = "serve-after:2.5"
+    yield r
+    for name in ("crosvm", "virtiofsd"):
+        for pid in r.pids(name):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_wayland_wait_counts_from_its_own_start(slow_rig: Rig) -> None:
+    vm = slow_rig.plan.vms["wl"]
+    assert vm.wayland is not None and [s.tag for s in vm.virtiofsd] == ["home", "docs"]
+    proc = slow_rig.launch("wl", crosvm="sleep")
+    _wait_socket(Path(vm.virtiofsd[1].socket))  # about 5 s after the start: both waits done
+    time.sleep(1.5)  # the proxy is slow too, but well within its own 4 s
+    proxy = socket.socket(socket.AF_UNIX)
+    proxy.bind(vm.wayland.socket)
+    proxy.listen()
+    try:
+        slow_rig.wait_for("crosvm")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 143, err
+        assert "giving up" not in err
+    finally:
+        proxy.close()
+
+
+def test_wayland_wait_says_what_it_waited_for_and_how_long(slow_rig: Rig) -> None:
+    vm = slow_rig.plan.vms["wl"]
+    assert vm.wayland is not None
+    proc = slow_rig.launch("wl", crosvm="sleep")
+    began = _wait_socket(Path(vm.virtiofsd[1].socket))
+    _, err = proc.communicate(timeout=30)
+    waited = time.monotonic() - began
+    assert proc.returncode == 1
+    assert (
+        f"waited 4s for the VM's Wayland proxy (a service of the user's graphical session) "
+        f"to create its socket {vm.wayland.socket}; giving up"
+    ) in err
+    assert waited >= 3.9  # the whole wait, although the launcher started more than 4 s ago
+    assert slow_rig.calls("crosvm") == []

@@ -6,6 +6,7 @@ $VMSILO_RECORD/<name>.jsonl, then behaves as the test asks through $VMSILO_BEHAV
   exit:N      exit with status N at once
   serve       (virtiofsd, vhost-device-sound) listen on the --socket-path/--socket given, and
               wait to be stopped
+  serve-after:S   the same, after S seconds (a slow start)
   sleep       wait to be stopped
 Every process writes its pid to $VMSILO_RECORD/<name>.pids so tests can check it is gone.
 """
@@ -29,6 +30,9 @@ behave = os.environ.get(f"VMSILO_BEHAVE_{name.upper().replace('-', '_')}", "exit
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 if behave.startswith("exit:"):
     sys.exit(int(behave[5:]))
+if behave.startswith("serve-after:"):
+    time.sleep(float(behave.split(":", 1)[1]))
+    behave = "serve"
 if behave == "serve":
     path = None
     for i, arg in enumerate(sys.argv[1:], start=1):

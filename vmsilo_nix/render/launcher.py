@@ -74,24 +74,20 @@ def render_launcher(p: VmPlan, fingerprint: str) -> str:
         lines.append(f"sockets+=({q(share.socket)})")
         lines.append(f"rm -f -- {q(share.socket)}")
         lines.append("start " + command(flatten(share.argv)))
-        lines.append(f'wait_for_socket {q(share.socket)} "${{children[-1]}}"')
+        what = f"virtiofsd of share {share.tag}"
+        lines.append(f'wait_for_socket {q(share.socket)} {q(what)} "${{children[-1]}}"')
     if p.sound is not None:
         lines.append("# sound backend")
         lines.append(f"sockets+=({q(p.sound.socket)})")
         lines.append(f"rm -f -- {q(p.sound.socket)}")
         lines.append("start " + command(flatten(p.sound.argv)))
-        lines.append(f'wait_for_socket {q(p.sound.socket)} "${{children[-1]}}"')
+        lines.append(
+            f"wait_for_socket {q(p.sound.socket)} 'the sound backend' \"${{children[-1]}}\""
+        )
     if p.wayland is not None:
         lines.append("# the Wayland socket comes from the VM's proxy script (the user's session)")
-        lines.append(f"until [[ -S {q(p.wayland.socket)} ]]; do")
-        lines.append("  if ((SECONDS >= socket_wait)); then")
-        lines.append(
-            f"    say {q(f'no Wayland socket at {p.wayland.socket}; is the proxy running?')}"
-        )
-        lines.append("    exit 1")
-        lines.append("  fi")
-        lines.append("  sleep 0.05")
-        lines.append("done")
+        what = "the VM's Wayland proxy (a service of the user's graphical session)"
+        lines.append(f"wait_for_socket {q(p.wayland.socket)} {q(what)}")
 
     lines.append("# what is running, for vm-status to compare with the installed configuration")
     lines.append(f"printf '%s\\n' {q(fingerprint)} > \"$runtime/fingerprint\"")

@@ -4,15 +4,26 @@ sockets=()
 
 say() { printf 'vmsilo-launch[%s]: %s\n' "$vm" "$*" >&2; }
 
+# Microseconds since the epoch: every wait measures from its own start, finer than $SECONDS.
+now_us() { local t=$EPOCHREALTIME; REPLY=$((10#${t/[.,]/})); }
+
 # shellcheck disable=SC2317  # run by the EXIT trap, which shellcheck does not follow
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   local pid
   for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  local deadline=$((SECONDS + stop_grace))
+  now_us
+  local start=$REPLY
   for pid in "${children[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    while kill -0 "$pid" 2>/dev/null; do
+      now_us
+      if ((REPLY - start >= stop_grace * 1000000)); then
+        say "process $pid did not exit within ${stop_grace}s of SIGTERM; killing it"
+        break
+      fi
+      sleep 0.1
+    done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -31,11 +42,20 @@ start() {  # start a child in the background and remember it
   children+=("$!")
 }
 
-wait_for_socket() {  # PATH PID: wait until PATH is a socket, failing early if PID died
-  local deadline=$((SECONDS + socket_wait))
+wait_for_socket() {  # PATH WHAT [PID]: wait up to socket_wait seconds, from now, for PATH
+  # to be a socket; fail early when PID (the process meant to create it) has exited.
+  now_us
+  local start=$REPLY
   until [[ -S $1 ]]; do
-    if ! kill -0 "$2" 2>/dev/null; then say "the process serving $1 exited"; exit 1; fi
-    if ((SECONDS >= deadline)); then say "timed out waiting for $1"; exit 1; fi
+    if [[ -n ${3:-} ]] && ! kill -0 "$3" 2>/dev/null; then
+      say "$2 exited before creating its socket $1"
+      exit 1
+    fi
+    now_us
+    if ((REPLY - start >= socket_wait * 1000000)); then
+      say "waited ${socket_wait}s for $2 to create its socket $1; giving up"
+      exit 1
+    fi
     sleep 0.05
   done
 }
