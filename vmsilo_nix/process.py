@@ -8,6 +8,10 @@ only us; we then stop the group ourselves.
 
 The group leader is reaped only after the final ``SIGKILL`` to its group: while it is an
 unreaped zombie its pid, and so the group id, cannot be reused by an unrelated process.
+
+SIGTERM and SIGHUP would end Python at once, with no ``finally`` run and so every group left
+running; under :func:`signals_unwind` they unwind the stack like Ctrl-C does (as
+:class:`Terminated`), so the same clean-up stops the children.
 """
 
 from __future__ import annotations
@@ -60,6 +64,42 @@ class Completed:
     returncode: int
     stdout: str
     stderr: str
+
+
+class Terminated(BaseException):  # like KeyboardInterrupt: not an Exception
+    """SIGTERM or SIGHUP arrived; raised where the program was, so that it unwinds."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+#: Signals that unwind under ``signals_unwind`` (SIGINT already does, as KeyboardInterrupt).
+UNWINDING = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` for the block's duration.
+
+    After the first one, further ones are ignored: a second ``timeout`` or ``kill`` must not
+    interrupt the clean-up that stops the children.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its caller owns the signals then
+        return
+
+    def unwind(signum: int, frame: object) -> None:
+        for sig in UNWINDING:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, unwind) for sig in UNWINDING}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Reader(threading.Thread):

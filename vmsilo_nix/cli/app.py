@@ -2,7 +2,8 @@
 
 Exit status: 0 success; 1 the configuration is invalid; 2 usage error; 3 the configuration could
 not be read or evaluated (Nix error, bad JSON, missing file); 4 a required program (nix) is
-missing; 130 interrupted.
+missing; 130 interrupted (SIGINT), 143 and 129 stopped by SIGTERM and SIGHUP. Whatever stops
+it, no child process (nix) is left running.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from vmsilo_nix import __version__, facts, pipeline
+from vmsilo_nix import __version__, facts, pipeline, process
 from vmsilo_nix.cli import show as show_render
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
@@ -93,7 +94,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="vmsilo",
         description="Check, inspect and generate vmsilo VM configurations.",
         epilog="Exit status: 0 ok, 1 invalid configuration, 2 usage error, 3 configuration "
-        "could not be read or evaluated, 4 nix not installed, 130 interrupted.",
+        "could not be read or evaluated, 4 nix not installed, 130 interrupted, 143 or 129 "
+        "stopped by SIGTERM or SIGHUP.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -405,8 +407,15 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(words).parse_args(words)
-    with _batch_gc(args.command in BATCH):
+    # channel and wayland-context handle (or forward) signals themselves.
+    unwind = args.command not in ("channel", "wayland-context")
+    with _batch_gc(args.command in BATCH), process.signals_unwind() if unwind else _nothing():
         return _dispatch(args)
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 @contextlib.contextmanager
@@ -451,6 +460,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return EXIT_INTERRUPTED
+    except process.Terminated as e:
+        err.print(f"stopped by {e}")
+        return 128 + e.signum
     except BrokenPipeError:
         return EXIT_OK
 

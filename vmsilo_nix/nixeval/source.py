@@ -8,6 +8,7 @@ back is plain JSON data; structuring and checking it is the next stage's job
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -114,9 +115,26 @@ def load_raw(source: Source, opts: nix.NixOptions = nix.DEFAULT_OPTIONS) -> JSON
     return nix.eval_json_installable(source.installable, apply=apply_expr(), opts=opts)
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
 def read_text(path: Path) -> str:
-    """A file's text, or a SourceError a user can act on."""
+    """A regular file's text, or a SourceError a user can act on.
+
+    Anything else is refused before it is opened: reading a FIFO or a terminal would wait
+    forever (and so would Nix), a device could be endless.
+    """
     try:
+        mode = path.stat().st_mode
+        for test, kind in _KINDS:
+            if test(mode):
+                raise SourceError(f"{path}: is {kind}, not a regular file")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SourceError(f"{path}: no such file") from None
