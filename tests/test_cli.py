@@ -34,7 +34,7 @@ def test_check_every_source_kind(run: Any, example_flake: str) -> None:
         assert result.code == 0, result.err
         assert result.out.strip() == "valid: 4 VMs (banking, work, vault, net)"
         result = run("check", "--json", *args)
-        assert result.json() == {"valid": True, "problems": [], "vms": NAMES}
+        assert result.json() == {"valid": True, "problems": [], "warnings": [], "vms": NAMES}
 
 
 @needs_nix

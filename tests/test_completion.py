@@ -182,7 +182,14 @@ def test_vmsilo_subcommands_and_global_options(script: Path) -> None:
 def test_vmsilo_options_of_each_subcommand(script: Path) -> None:
     assert typed(script, "vmsilo check --fo") == []
     assert typed(script, "vmsilo check --f") == ["--flake", "--file"]
-    assert typed(script, "vmsilo check -") == ["-h", "--help", "--flake", "--file", "--json"]
+    assert typed(script, "vmsilo check -") == [
+        "-h",
+        "--help",
+        "--flake",
+        "--file",
+        "--json",
+        "--strict",
+    ]
     assert typed(script, "vmsilo eval --") == ["--help", "--flake", "--file"]
     assert typed(script, "vmsilo plan --a") == ["--artifacts"]
     assert typed(script, "vmsilo options -") == ["-h", "--help", "--format", "--output", "-o"]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from vmsilo_nix import ConfigError, load, parse_source, structure, validate
+from vmsilo_nix.config import rules
 from vmsilo_nix.config.rules import RULES
 from vmsilo_nix.config.values import derive_mac
 from vmsilo_nix.pipeline import check as check_raw
@@ -525,3 +526,175 @@ def test_mandatory_file_handles_are_refused() -> None:
     assert "CAP_DAC_READ_SEARCH" in found[0]
     share["inodeFileHandles"] = "prefer"
     assert check(vms({"name": "a", "sharedDirectories": {"s": share}})) == []
+
+
+# --- resources two VMs cannot share ----------------------------------------------------------
+
+
+def warnings_of(raw: dict[str, Any]) -> list[str]:
+    return [str(p) for p in rules.warnings(structure({"user": "alice", **raw}))]
+
+
+def test_a_written_disk_shared_between_vms_names_both() -> None:
+    disk = {"path": "/var/lib/vms/data.img"}
+    assert_only(
+        check(vms({"name": "a", "additionalDisks": [disk]}, {"name": "b", "rootDisk": disk})),
+        f"{VM}[1] (b).rootDisk.path: /var/lib/vms/data.img is also a disk of "
+        f"{VM}[0] (a).additionalDisks[0]; this one writes it and that one writes it, so the "
+        "image would be corrupted (make both ro = true, or use a copy)",
+    )
+
+
+def test_a_disk_read_by_one_vm_and_written_by_another_is_refused() -> None:
+    ro = {"path": "/d/x.img", "ro": True}
+    rw = {"path": "/d/./x.img"}  # the same file, spelled differently
+    found = check(
+        vms({"name": "a", "additionalDisks": [ro]}, {"name": "b", "additionalDisks": [rw]})
+    )
+    assert found == [
+        f"{VM}[1] (b).additionalDisks[0].path: /d/x.img is also a disk of "
+        f"{VM}[0] (a).additionalDisks[0]; this one writes it and that one reads it, so the "
+        "image would be corrupted (make both ro = true, or use a copy)"
+    ]
+
+
+def test_a_writable_disk_twice_in_one_vm_is_refused_read_only_everywhere_is_fine() -> None:
+    rw = {"path": "/d/x.img"}
+    assert len(check(vms({"name": "a", "additionalDisks": [rw, rw]}))) == 1
+    ro = {"path": "/d/x.img", "ro": True}
+    assert check(vms({"name": "a", "additionalDisks": [ro]}, {"name": "b", "rootDisk": ro})) == []
+
+
+def test_a_pci_device_given_twice_names_both() -> None:
+    dev = {"path": "01:00.0"}
+    found = check(
+        vms(
+            {"name": "a", "pciDevices": [dev]},
+            {"name": "b", "pciDevices": [{"path": "0000:01:00.0"}]},
+            isolatedPciDevices=["01:00.0"],
+        )
+    )
+    assert_only(
+        found,
+        f"{VM}[1] (b).pciDevices[0].path: 0000:01:00.0 is already passed to "
+        f"{VM}[0] (a).pciDevices[0].path; a device can be given to one VM only",
+    )
+    same_vm = check(vms({"name": "a", "pciDevices": [dev, dev]}, isolatedPciDevices=["01:00.0"]))
+    assert len(same_vm) == 1 and "a device can be given to one VM only" in same_vm[0]
+
+
+def test_host_tap_subnets_may_not_overlap() -> None:
+    found = check(
+        vms(
+            {"name": "a", "network": tap(hostAddress="10.0.0.1/24")},
+            {"name": "b", "network": tap(hostAddress="10.0.0.129/25")},
+            {"name": "c", "network": tap(hostAddress="10.0.1.1/24")},
+        )
+    )
+    assert_only(
+        found,
+        f"{VM}[1] (b).network.interfaces.wan.tap.hostAddress: the host side 10.0.0.129/25 is on "
+        f"a subnet that overlaps 10.0.0.1/24 of {VM}[0] (a).network.interfaces.wan.tap.hostAddress",
+    )
+
+
+def test_a_guest_address_may_not_be_a_host_side() -> None:
+    net = {
+        "interfaces": {"wan": {"tap": {"hostAddress": "10.0.0.1/24"}, "addresses": ["10.0.0.1/24"]}}
+    }
+    assert_only(
+        check(vms({"name": "a", "network": net})),
+        f"{VM}[0] (a).network.interfaces.wan.addresses[0]: 10.0.0.1 is the host side of a TAP "
+        f"({VM}[0] (a).network.interfaces.wan.tap.hostAddress); the guest needs an address of "
+        "its own",
+    )
+
+
+def test_guest_off_subnet_address_and_gateway_are_warnings() -> None:
+    net = {
+        "interfaces": {
+            "wan": {
+                "tap": {"hostAddress": "10.0.0.1/24"},
+                "addresses": ["10.0.5.2/24"],
+                "routes": {"0.0.0.0/0": {"via": "192.168.1.1"}},
+            }
+        }
+    }
+    raw = vms({"name": "a", "network": net})
+    assert check(raw) == []  # no error: it can be made to work
+    assert warnings_of(raw) == [
+        f"{VM}[0] (a).network.interfaces.wan.addresses[0]: 10.0.5.2/24 is outside the subnet "
+        "10.0.0.0/24 of the TAP's host side (10.0.0.1/24); the guest cannot reach the host "
+        "directly",
+        f'{VM}[0] (a).network.interfaces.wan.routes."0.0.0.0/0".via: gateway 192.168.1.1 is on '
+        "none of the interface's subnets (10.0.5.0/24)",
+    ]
+    good = {
+        "interfaces": {
+            "wan": {
+                "tap": {"hostAddress": "10.0.0.1/24"},
+                "addresses": ["10.0.0.2/24"],
+                "routes": {"0.0.0.0/0": {"via": "10.0.0.1"}},
+            }
+        }
+    }
+    assert warnings_of(vms({"name": "a", "network": good})) == []
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (
+            ["balloond"],
+            f"{VM}[0] (balloond).name: VM 'balloond' would take vmsilo-balloond.service, which "
+            "the host daemon vmsilo-balloond already has",
+        ),
+        (
+            ["tray"],
+            f"{VM}[0] (tray).name: VM 'tray' would take vmsilo-tray.service, which the host "
+            "daemon vmsilo-tray already has",
+        ),
+    ],
+)
+def test_vm_names_that_collide_with_the_daemons(names: list[str], message: str) -> None:
+    found = check(vms(*({"name": n} for n in names)))
+    assert found[0] == message
+    assert all("the host daemon" in f for f in found)  # the unit and libexec/vmsilo/<name>
+
+
+def test_a_vm_named_like_another_vms_tap_unit() -> None:
+    found = check(vms({"name": "web", "network": tap()}, {"name": "web-taps"}))
+    assert_only(
+        found,
+        f"{VM}[1] (web-taps).name: VM 'web-taps' would take vmsilo-web-taps.service, which "
+        f"{VM}[0] (web).name already has",
+    )
+    assert check(vms({"name": "web"}, {"name": "web-taps"})) == []  # web has no TAPs
+
+
+@pytest.mark.parametrize(
+    "param", ["init=/bin/sh", "vmsilo.name=other", "quiet vmsilo.config=eyJ9", 'init="/a b"']
+)
+def test_kernel_params_vmsilo_sets_are_reserved(param: str) -> None:
+    found = check(vms({"name": "a", "kernelParams": [param]}))
+    assert len(found) == 1
+    assert found[0].startswith(f"{VM}[0] (a).kernelParams[0]: ")
+    assert "is set by vmsilo" in found[0]
+
+
+@pytest.mark.parametrize("param", ["quiet", "initcall_debug", "vmsilox=1", 'x="init=1"'])
+def test_kernel_params_that_only_look_reserved(param: str) -> None:
+    assert check(vms({"name": "a", "kernelParams": [param]})) == []
+
+
+@pytest.mark.parametrize(
+    ("vm", "message"),
+    [
+        ({"cpus": 255}, "cpus: crosvm runs at most 254 vCPUs, got 255"),
+        ({"memory": 2**44}, "memory: 17592186044416 MiB overflows crosvm's 64-bit memory size"),
+    ],
+)
+def test_crosvm_resource_limits(vm: dict[str, Any], message: str) -> None:
+    found = check(vms({"name": "a", **vm}))
+    assert len(found) == 1 and message in found[0]
+    assert check(vms({"name": "a", "cpus": 254, "memory": 2**44 - 1})) == []

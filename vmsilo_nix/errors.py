@@ -25,6 +25,9 @@ class Problem:
     message: str
     # The option path as data (names and list indices below programs.vmsilo), for tools.
     segments: tuple[str | int, ...] = attrs.field(default=(), eq=False, repr=False)
+    #: "error" (the configuration is refused) or "warning" (it works, but probably not as meant;
+    #: ``vmsilo check --strict`` refuses it too).
+    severity: str = "error"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message

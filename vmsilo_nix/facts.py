@@ -39,6 +39,8 @@ PARAM_NAME: Final = "vmsilo.name"
 PARAM_OVERLAY: Final = "vmsilo.overlay"
 PARAM_CONFIG: Final = "vmsilo.config"
 PARAM_AUTOSHUTDOWN: Final = "vmsilo.autoshutdown"
+#: Every kernel parameter whose name starts so is vmsilo's: users may not set one.
+RESERVED_PARAM_PREFIX: Final = "vmsilo."
 
 #: What stands in an argv for an artifact Nix has not built yet (``<unbuilt:kernel>``).
 UNBUILT: Final = "<unbuilt:{}>"

@@ -7,12 +7,17 @@ meet, so that no stage reaches back up.
 
 from __future__ import annotations
 
+import attrs
+
 from vmsilo_nix.config import rules
+from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config
 from vmsilo_nix.errors import ConfigError, Problem
 from vmsilo_nix.nixeval import nix
 from vmsilo_nix.nixeval.source import Source, load_raw
 from vmsilo_nix.plan import checks
+from vmsilo_nix.plan.host import Plan, plan
+from vmsilo_nix.plan.layout import Layout
 
 
 def findings(config: Config) -> list[Problem]:
@@ -37,3 +42,38 @@ def check(raw: object) -> Config:
 def load(source: Source, opts: nix.NixOptions = nix.DEFAULT_OPTIONS) -> Config:
     """Read, structure and validate a configuration; raises ConfigError with every problem."""
     return check(load_raw(source, opts))
+
+
+@attrs.frozen
+class Checked:
+    """A configuration that passed every rule, its plan, and what the warning rules found."""
+
+    config: Config
+    plan: Plan
+    warnings: tuple[Problem, ...]
+
+
+def check_planned(
+    raw: object, artifacts: Artifacts | None = None, layout: Layout | None = None
+) -> Checked:
+    """Like ``check``, planning once: the plan the checks ran on is the one returned."""
+    planned: list[Plan] = []
+
+    def find(config: Config) -> list[Problem]:
+        problems = rules.findings(config)
+        if problems:
+            return problems
+        planned.append(plan(config, artifacts, layout))
+        return checks.findings(config, planned[-1])
+
+    config = rules.check(raw, find)
+    return Checked(config, planned[-1], tuple(rules.warnings(config)))
+
+
+def load_planned(
+    source: Source,
+    opts: nix.NixOptions = nix.DEFAULT_OPTIONS,
+    artifacts: Artifacts | None = None,
+) -> Checked:
+    """Read a configuration, check it and plan it; raises ConfigError with every problem."""
+    return check_planned(load_raw(source, opts), artifacts)

@@ -20,7 +20,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -31,7 +30,7 @@ from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
-from vmsilo_nix.errors import ConfigError, NixError, ProgramNotFoundError, VmsiloError
+from vmsilo_nix.errors import ConfigError, NixError, Problem, ProgramNotFoundError, VmsiloError
 from vmsilo_nix.nixeval import nix, source
 from vmsilo_nix.plan import host as plan
 from vmsilo_nix.render import generate
@@ -120,6 +119,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     _source_args(check)
     _json_arg(check)
+    check.add_argument(
+        "--strict", action="store_true", help="refuse warnings too (exit 1), not only errors"
+    )
 
     ev = sub.add_parser(
         "eval",
@@ -223,10 +225,21 @@ def _progress(console: Console, text: str) -> Iterator[None]:
         yield
 
 
-def _load(args: argparse.Namespace, err: Console) -> Any:
+def _load(
+    args: argparse.Namespace, err: Console, artifacts: Artifacts | None = None
+) -> pipeline.Checked:
     src = source.parse_source(flake=args.flake, file=args.file)
     with _progress(err, f"Evaluating {src.describe()}..."):
-        return pipeline.load(src, _nix_options(args))
+        checked = pipeline.load_planned(src, _nix_options(args), artifacts)
+    _print_warnings(checked.warnings, err)
+    return checked
+
+
+def _print_warnings(warnings: Sequence[Problem], err: Console) -> None:
+    for w in warnings:
+        err.print(
+            Text.assemble(("warning", "bold yellow"), ": ", (w.path, "bold"), ": ", w.message)
+        )
 
 
 def print_json(data: object, *, sort_keys: bool = False) -> None:
@@ -236,20 +249,37 @@ def print_json(data: object, *, sort_keys: bool = False) -> None:
     sys.stdout.write(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
 
 
+def _problems_json(problems: Sequence[Problem]) -> list[dict[str, str]]:
+    return [{"path": p.path, "message": p.message} for p in problems]
+
+
 def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
-        config = _load(args, err)
+        checked = _load(args, err)
     except ConfigError as e:
         if args.json:
-            problems = [{"path": p.path, "message": p.message} for p in e.problems]
-            print_json({"valid": False, "problems": problems})
+            print_json({"valid": False, "problems": _problems_json(e.problems), "warnings": []})
         _print_problems(e, err)
         return EXIT_INVALID
+    config, warnings = checked.config, checked.warnings
+    refused = bool(warnings) and args.strict
     if args.json:
-        print_json({"valid": True, "problems": [], "vms": [vm.name for vm in config.nixos_vms]})
+        print_json(
+            {
+                "valid": not refused,
+                "problems": [],
+                "warnings": _problems_json(warnings),
+                "vms": [vm.name for vm in config.nixos_vms],
+            }
+        )
+    elif refused:
+        n = len(warnings)
+        _error(err, f"{n} warning{'s' if n != 1 else ''}, and --strict refuses warnings")
     else:
-        out.print(Text.assemble(("valid", "green"), ": " + _vm_summary(config.nixos_vms)))
-    return EXIT_OK
+        summary = _vm_summary(config.nixos_vms)
+        note = f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""
+        out.print(Text.assemble(("valid", "green"), ": " + summary + note))
+    return EXIT_INVALID if refused else EXIT_OK
 
 
 def _vm_summary(vms: Sequence[Vm], shown: int = 8) -> str:
@@ -273,7 +303,7 @@ def _print_problems(e: ConfigError, err: Console) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
-    config = _load(args, err)
+    config = _load(args, err).config
     print_json(unstructure(config), sort_keys=True)
     return EXIT_OK
 
@@ -318,19 +348,19 @@ def _plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> plan
 def _config_and_plan(
     args: argparse.Namespace, err: Console, wanted: Sequence[str] = ()
 ) -> tuple[Config, plan.Plan, Artifacts]:
-    config = _load(args, err)
-    names = [vm.name for vm in config.nixos_vms]
-    for name in wanted:
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"no VM is named {name!r}{hint} (VMs: {', '.join(names) or 'none'})")
     artifacts = Artifacts()
     if args.artifacts:
         artifacts = load_artifacts(
             source.parse_json_text(source.read_text(Path(args.artifacts)), args.artifacts)
         )
-    return config, plan.plan(config, artifacts), artifacts
+    checked = _load(args, err, artifacts)
+    names = [vm.name for vm in checked.config.nixos_vms]
+    for name in wanted:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"no VM is named {name!r}{hint} (VMs: {', '.join(names) or 'none'})")
+    return checked.config, checked.plan, artifacts
 
 
 def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -39,3 +39,42 @@ def shared_home_path(vm: Vm) -> str | None:
     if vm.shared_home is True:
         return facts.DEFAULT_SHARED_HOME.format(vm=vm.name)
     return str(vm.shared_home)
+
+
+# --- what the host installs under each VM's name ---------------------------------------------
+
+#: The host daemons: each has the system unit ``vmsilo-<name>.service`` and the start script
+#: ``libexec/vmsilo/<name>`` in the package tree.
+DAEMONS = ("balloond", "tray")
+
+
+def unit_name(vm: str) -> str:
+    """The system unit that runs a VM."""
+    return f"vmsilo-{vm}.service"
+
+
+def taps_unit_name(vm: str) -> str:
+    """The system unit that creates a VM's TAP devices before it starts."""
+    return f"vmsilo-{vm}-taps.service"
+
+
+def activation_socket_name(vm: str) -> str:
+    """The socket unit whose first connection starts the VM."""
+    return f"vmsilo-{vm}.socket"
+
+
+def daemon_unit_name(daemon: str) -> str:
+    return f"vmsilo-{daemon}.service"
+
+
+def libexec_name(name: str) -> str:
+    """A VM's directory (or a daemon's script) in the package tree's ``libexec/vmsilo``."""
+    return f"libexec/vmsilo/{name}"
+
+
+def host_names(vm: Vm) -> list[str]:
+    """The system unit names and package-tree paths a VM takes on the host."""
+    names = [unit_name(vm.name), activation_socket_name(vm.name), libexec_name(vm.name)]
+    if any(iface.tap is not None for iface in vm.network.interfaces.values()):
+        names.append(taps_unit_name(vm.name))
+    return names

@@ -1,6 +1,7 @@
 """Cross-field rules the NixOS option types cannot express.
 
-Each rule is a generator registered with ``@rule``; its docstring's first line is what the
+Each rule is a generator registered with ``@rule`` (its findings are errors: the configuration
+is refused) or ``@warning`` (it works, but probably not as meant); its docstring is what the
 options reference says about it. ``validate`` runs them all and reports every problem at once.
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
@@ -16,15 +19,26 @@ from typing import Any
 from vmsilo_nix.config import crosvm_grammar as grammar
 from vmsilo_nix.config import values
 from vmsilo_nix.config.convert import structure
-from vmsilo_nix.config.model import Config, Freeform, SharedDirectory
-from vmsilo_nix.config.naming import interfaces_in_order, mac_of, shared_home_path, tap_name
+from vmsilo_nix.config.model import Config, Freeform, NetworkInterface, SharedDirectory
+from vmsilo_nix.config.naming import (
+    DAEMONS,
+    daemon_unit_name,
+    host_names,
+    interfaces_in_order,
+    libexec_name,
+    mac_of,
+    shared_home_path,
+    tap_name,
+)
 from vmsilo_nix.config.paths import Segment, format_path
 from vmsilo_nix.errors import ConfigError, Problem
-from vmsilo_nix.facts import HOME_TAG
+from vmsilo_nix.facts import HOME_TAG, RESERVED_PARAM_PREFIX
 
 Finding = tuple[tuple[Segment, ...], str]
+IfAddress = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Rule = Callable[[Config], Iterable[Finding]]
 RULES: list[Rule] = []
+WARNINGS: list[Rule] = []
 
 TAG_MAX_BYTES = 36  # virtiofsd --tag limit
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -39,6 +53,11 @@ _TRANSLATE = re.compile(
 
 def rule(fn: Rule) -> Rule:
     RULES.append(fn)
+    return fn
+
+
+def warning(fn: Rule) -> Rule:
+    WARNINGS.append(fn)
     return fn
 
 
@@ -73,6 +92,29 @@ def vm_names(c: Config) -> Iterator[Finding]:
                 f"VM name {vm.name!r} is already used by nixosVms[{seen[vm.name]}]",
             )
         seen.setdefault(vm.name, i)
+
+
+@rule
+def host_name_collisions(c: Config) -> Iterator[Finding]:
+    """No two VMs, and no VM and a host daemon, take the same systemd unit or package-tree
+    name: a VM `balloond` would be `vmsilo-balloond.service`, the memory daemon's unit; a VM
+    `web-taps` would be the TAP unit of a VM `web` that has TAPs."""
+    owners: dict[str, str] = {}
+    for daemon in DAEMONS:
+        for name in (daemon_unit_name(daemon), libexec_name(daemon)):
+            owners[name] = f"the host daemon vmsilo-{daemon}"
+    names: set[str] = set()
+    for i, vm in enumerate(c.nixos_vms):
+        if vm.name in names:
+            continue  # the same name twice: `vm_names` says so
+        names.add(vm.name)
+        path = vm_path(i, "name")
+        mine = where(c, path)
+        for name in host_names(vm):
+            owner = owners.get(name)
+            if owner is not None and owner != mine:
+                yield path, f"VM {vm.name!r} would take {name}, which {owner} already has"
+            owners.setdefault(name, mine)
 
 
 @rule
@@ -178,6 +220,105 @@ def addresses(c: Config) -> Iterator[Finding]:
                     )
 
 
+def _host_sides(c: Config) -> Iterator[tuple[tuple[Segment, ...], IfAddress]]:
+    """Every TAP's host address that parses, with its option path."""
+    for i, vm in enumerate(c.nixos_vms):
+        for ifname, iface in sorted(vm.network.interfaces.items()):
+            address = _tap_host(iface.tap.host_address if iface.tap else None)
+            if address is not None:
+                yield vm_path(i, "network", "interfaces", ifname, "tap", "hostAddress"), address
+
+
+@rule
+def host_subnets(c: Config) -> Iterator[Finding]:
+    """The host sides of TAP devices (`tap.hostAddress`) are on subnets that do not overlap:
+    the host would route the shared range to only one of the VMs."""
+    seen: list[tuple[tuple[Segment, ...], IfAddress]] = []
+    for path, address in _host_sides(c):
+        for other_path, other in seen:
+            if address.version == other.version and address.network.overlaps(other.network):
+                yield (
+                    path,
+                    f"the host side {address} is on a subnet that overlaps "
+                    f"{other} of {where(c, other_path)}",
+                )
+                break
+        seen.append((path, address))
+
+
+def _guest_addresses(
+    c: Config,
+) -> Iterator[tuple[tuple[Segment, ...], int, NetworkInterface, list[tuple[int, IfAddress]]]]:
+    """Each interface's guest addresses that parse, by family, with their list index."""
+    for i, vm in enumerate(c.nixos_vms):
+        for ifname, iface in sorted(vm.network.interfaces.items()):
+            base = vm_path(i, "network", "interfaces", ifname)
+            for family, texts in ((4, iface.addresses), (6, iface.v6_addresses)):
+                parsed = []
+                for j, text in enumerate(texts):
+                    try:
+                        parsed.append((j, values.parse_interface_address(text, family)))
+                    except ValueError:
+                        continue  # reported by `addresses`
+                yield base, family, iface, parsed
+
+
+_ADDRESS_KEY = {4: "addresses", 6: "v6Addresses"}
+
+
+@rule
+def guest_vs_host_addresses(c: Config) -> Iterator[Finding]:
+    """A guest address is not the host side of any TAP (both ends would answer for it)."""
+    host = {address.ip: path for path, address in _host_sides(c)}
+    for base, family, _, parsed in _guest_addresses(c):
+        for j, address in parsed:
+            if address.ip in host:
+                yield (
+                    (*base, _ADDRESS_KEY[family], j),
+                    f"{address.ip} is the host side of a TAP ({where(c, host[address.ip])}); "
+                    "the guest needs an address of its own",
+                )
+
+
+@warning
+def guest_subnets(c: Config) -> Iterator[Finding]:
+    """(Warning) A guest address on a TAP with a `hostAddress` lies in the host side's subnet,
+    and every route's gateway (`via`) lies in one of its interface's subnets: otherwise the
+    guest cannot reach the host or its gateway without routes this configuration does not give
+    it. A warning, not an error: an on-link gateway or routes set up elsewhere can make it
+    work."""
+    for base, family, iface, parsed in _guest_addresses(c):
+        host = _tap_host(iface.tap.host_address if iface.tap else None)
+        for j, address in parsed:
+            if host is not None and host.version == family and address.ip not in host.network:
+                yield (
+                    (*base, _ADDRESS_KEY[family], j),
+                    f"{address} is outside the subnet {host.network} of the TAP's host side "
+                    f"({host}); the guest cannot reach the host directly",
+                )
+        rkey, routes = ("routes", iface.routes) if family == 4 else ("v6Routes", iface.v6_routes)
+        for dest, route in routes.items():
+            try:
+                via = values.parse_ip(route.via, family=family)
+            except ValueError:
+                continue  # reported by `addresses`
+            if parsed and not any(via in a.network for _, a in parsed):
+                subnets = ", ".join(str(a.network) for _, a in parsed)
+                yield (
+                    (*base, rkey, dest, "via"),
+                    f"gateway {via} is on none of the interface's subnets ({subnets})",
+                )
+
+
+def _tap_host(text: str | None) -> IfAddress | None:
+    if text is None:
+        return None
+    try:
+        return values.parse_interface_address(text, 6 if ":" in text else 4)
+    except ValueError:
+        return None  # reported by `taps`
+
+
 @rule
 def macs(c: Config) -> Iterator[Finding]:
     """MAC addresses are well formed, unicast, and unique across VMs, derived ones included."""
@@ -212,14 +353,30 @@ def nat(c: Config) -> Iterator[Finding]:
 # --- resources -------------------------------------------------------------------------------
 
 
+#: crosvm's x86_64 limit: the guest's MP table gives every vCPU an xAPIC ID, of which there are
+#: 255, and the I/O APIC takes one.
+MAX_VCPUS = 254
+#: crosvm takes `--mem` in MiB and works in bytes as a 64-bit unsigned number.
+MAX_MEMORY_MIB = (2**64 - 1) >> 20
+
+
 @rule
 def resources(c: Config) -> Iterator[Finding]:
-    """`cpus` >= 1, `memory` > 0, `autoShutdown.after` >= 0, overlay size parses."""
+    """`cpus` is 1 to 254 (crosvm's x86_64 limit), `memory` is positive and its size in bytes
+    fits crosvm's 64 bits, `autoShutdown.after` >= 0, the overlay size parses."""
     for i, vm in enumerate(c.nixos_vms):
         if vm.cpus < 1:
             yield vm_path(i, "cpus"), f"must be at least 1, got {vm.cpus}"
+        elif vm.cpus > MAX_VCPUS:
+            yield vm_path(i, "cpus"), f"crosvm runs at most {MAX_VCPUS} vCPUs, got {vm.cpus}"
         if vm.memory <= 0:
             yield vm_path(i, "memory"), f"must be a positive number of MiB, got {vm.memory}"
+        elif vm.memory > MAX_MEMORY_MIB:
+            yield (
+                vm_path(i, "memory"),
+                f"{vm.memory} MiB overflows crosvm's 64-bit memory size "
+                f"(at most {MAX_MEMORY_MIB} MiB)",
+            )
         if vm.auto_shutdown.after < 0:
             yield vm_path(i, "autoShutdown", "after"), "must not be negative"
         yield from _check(
@@ -351,6 +508,37 @@ _BREAKING_RUN_FLAGS = {
 }
 
 
+def _writable(disk: Freeform) -> bool:
+    return disk.get("ro") not in (True, "true")  # crosvm's default is read-write
+
+
+@rule
+def shared_disks(c: Config) -> Iterator[Finding]:
+    """A disk image (`rootDisk`, `additionalDisks`) that one VM writes is given to no other VM,
+    nor twice to the same one: two writers corrupt it. Read-only everywhere is fine."""
+    seen: dict[str, list[tuple[tuple[Segment, ...], bool]]] = {}
+    for i, vm in enumerate(c.nixos_vms):
+        disks = [(vm_path(i, "rootDisk"), vm.root_disk)] if vm.root_disk is not None else []
+        disks += [(vm_path(i, "additionalDisks", j), d) for j, d in enumerate(vm.additional_disks)]
+        for path, disk in disks:
+            raw = disk.get("path")
+            if not isinstance(raw, str) or not raw.startswith("/"):
+                continue
+            key = os.path.normpath(raw)
+            writable = _writable(disk)
+            for other, other_writable in seen.get(key, []):
+                if writable or other_writable:
+                    yield (
+                        (*path, "path"),
+                        f"{key} is also a disk of {where(c, other)}; this one "
+                        f"{'writes' if writable else 'reads'} it and that one "
+                        f"{'writes' if other_writable else 'reads'} it, so the image would be "
+                        "corrupted (make both ro = true, or use a copy)",
+                    )
+                    break
+            seen.setdefault(key, []).append((path, writable))
+
+
 @rule
 def extra_args(c: Config) -> Iterator[Finding]:
     """Extra crosvm arguments do not repeat a flag vmsilo already passes once (`--cpus`, `--mem`,
@@ -404,8 +592,9 @@ def _extra_after(words: list[tuple[tuple[Segment, ...], str]]) -> Iterator[Findi
 @rule
 def pci(c: Config) -> Iterator[Finding]:
     """PCI addresses are valid BDFs; every `pciDevices` entry is listed in `isolatedPciDevices`
-    (`01:00.0` equals `0000:01:00.0`)."""
+    (`01:00.0` equals `0000:01:00.0`); no device is given twice, to one VM or to two."""
     isolated: set[str] = set()
+    given: dict[str, tuple[Segment, ...]] = {}
     for j, bdf in enumerate(c.isolated_pci_devices):
         try:
             norm = values.normalise_bdf(bdf)
@@ -427,6 +616,13 @@ def pci(c: Config) -> Iterator[Finding]:
             except ValueError as e:
                 yield (*path, "path"), str(e)
                 continue
+            if norm in given:
+                yield (
+                    (*path, "path"),
+                    f"{norm} is already passed to {where(c, given[norm])}; a device can be "
+                    "given to one VM only",
+                )
+            given.setdefault(norm, (*path, "path"))
             if norm not in isolated:
                 yield (
                     (*path, "path"),
@@ -498,21 +694,54 @@ def _share(
 
 @rule
 def kernel(c: Config) -> Iterator[Finding]:
-    """Kernel parameters are printable ASCII; `kernel` and `initramfs` are absolute paths; the
+    """Kernel parameters are printable ASCII and set neither `init=` nor `vmsilo.*` (vmsilo's
+    own); `kernel` and `initramfs` are absolute paths; the
     whole command line crosvm builds (its own parameters, vmsilo's, then these) fits its 2047
     bytes (that part is checked on the plan, `plan/checks.py`)."""
     for i, vm in enumerate(c.nixos_vms):
         for j, p in enumerate(vm.kernel_params):
             yield from _check(vm_path(i, "kernelParams", j), values.check_kernel_param, p)
+            for name in _param_names(p):
+                if name.startswith(RESERVED_PARAM_PREFIX) or name == "init":
+                    yield (
+                        vm_path(i, "kernelParams", j),
+                        f"{name}= is set by vmsilo (the guest reads its identity and system from "
+                        "it); a second one would override it",
+                    )
         for key, v in (("kernel", vm.kernel), ("initramfs", vm.initramfs)):
             if v is not None and not v.startswith("/"):
                 yield vm_path(i, key), f"must be an absolute path, got {v!r}"
+
+
+def _param_names(value: str) -> list[str]:
+    """The parameter names in one kernelParams value (it may hold several, space-separated;
+    a double-quoted part belongs to its word)."""
+    names, word, quoted = [], "", False
+    for ch in value + " ":
+        if ch == '"':
+            quoted = not quoted
+        if ch == " " and not quoted:
+            if word:
+                names.append(word.split("=", 1)[0].strip('"'))
+            word = ""
+        else:
+            word += ch
+    return names
 
 
 def findings(config: Config) -> list[Problem]:
     return [
         Problem(where(config, path), message, path)
         for check in RULES
+        for path, message in check(config)
+    ]
+
+
+def warnings(config: Config) -> list[Problem]:
+    """What the warning rules find: the configuration works, but probably not as meant."""
+    return [
+        Problem(where(config, path), message, path, "warning")
+        for check in WARNINGS
         for path, message in check(config)
     ]
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.config.naming import unit_name
 from vmsilo_nix.plan.host import Plan
 from vmsilo_nix.render.launcher import q, shell_template
 
 STOP_TIMEOUT_SECONDS = 30
-
-
-def unit_name(vm: str) -> str:
-    return f"vmsilo-{vm}.service"
 
 
 def _table(name: str, values: Mapping[str, str]) -> str:

@@ -34,7 +34,7 @@ VMSILO_GLOBAL_OPTIONS: Options = {
 }
 _SOURCE: Options = {"--flake": "text", "--file": "file"}
 VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
-    "check": {**HELP_OPTIONS, **_SOURCE, "--json": None},
+    "check": {**HELP_OPTIONS, **_SOURCE, "--json": None, "--strict": None},
     "eval": {**HELP_OPTIONS, **_SOURCE},
     "plan": {**HELP_OPTIONS, **_SOURCE, "--artifacts": "file", "--json": None},
     "show": {**HELP_OPTIONS, **_SOURCE, "--artifacts": "file", "--json": None},

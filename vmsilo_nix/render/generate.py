@@ -25,10 +25,11 @@ from typing import Any
 
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config
+from vmsilo_nix.config.naming import DAEMONS, libexec_name, unit_name
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.host import Plan, VmPlan
 from vmsilo_nix.render import completion, desktop
-from vmsilo_nix.render.commands import render_commands, unit_name
+from vmsilo_nix.render.commands import render_commands
 from vmsilo_nix.render.launcher import render_daemon, render_launcher, render_proxy, render_taps
 from vmsilo_nix.render.tree import EXECUTABLE, File, Link, Tree
 
@@ -37,11 +38,11 @@ COMPLETION = "share/bash-completion/completions/vm-run"
 
 
 def launcher_path(vm: str) -> str:
-    return f"libexec/vmsilo/{vm}/launch"
+    return f"{libexec_name(vm)}/launch"
 
 
 def proxy_path(vm: str) -> str:
-    return f"libexec/vmsilo/{vm}/wayland-proxy"
+    return f"{libexec_name(vm)}/wayland-proxy"
 
 
 def fingerprint(v: VmPlan) -> str:
@@ -103,13 +104,12 @@ def build_tree(config: Config, p: Plan, artifacts: Artifacts) -> Tree:
         for direction, up in (("up", True), ("down", False)):
             taps = render_taps(v, up)
             if taps is not None:
-                tree[f"libexec/vmsilo/{name}/taps-{direction}"] = File(taps.encode(), EXECUTABLE)
+                tree[f"{libexec_name(name)}/taps-{direction}"] = File(taps.encode(), EXECUTABLE)
         for file, text in v.network.guest_files.items():
             tree[f"share/vmsilo/guest/{name}/network/{file}"] = File(text.encode())
-    tree["libexec/vmsilo/balloond"] = File(
-        render_daemon("vmsilo-balloond", p.balloond).encode(), EXECUTABLE
-    )
-    tree["libexec/vmsilo/tray"] = File(render_daemon("vmsilo-tray", p.tray).encode(), EXECUTABLE)
+    for daemon, argv in zip(DAEMONS, (p.balloond, p.tray), strict=True):
+        script = render_daemon(f"vmsilo-{daemon}", argv)
+        tree[libexec_name(daemon)] = File(script.encode(), EXECUTABLE)
     for name, text in render_commands(p, prints, artifacts).items():
         tree[f"bin/{name}"] = File(text.encode(), EXECUTABLE)
 
