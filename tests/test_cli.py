@@ -16,7 +16,7 @@ import pytest
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.nixeval import nix
 
-from .conftest import EXAMPLES, OFFLINE, ROOT, needs_nix
+from .conftest import EXAMPLES, OFFLINE, ROOT, minimal, needs_nix
 
 DESKTOP_NIX = str(EXAMPLES / "desktop.nix")
 DESKTOP_JSON = str(EXAMPLES / "desktop.json")
@@ -342,3 +342,57 @@ def test_misspelt_program_in_artifacts(run: Any, tmp_path: Path) -> None:
         "artifacts.packages.crossvm: vmsilo runs no program of that name; did you mean "
         "'crosvm'?" in result.err
     )
+
+
+def _off_subnet_gateway(tmp_path: Path) -> str:
+    wan = {
+        "tap": {"hostAddress": "10.0.0.1/24"},
+        "addresses": ["10.0.0.2/24"],
+        "routes": {"0.0.0.0/0": {"via": "10.9.9.9"}},
+    }
+    path = tmp_path / "warned.json"
+    path.write_text(json.dumps(minimal(network={"interfaces": {"wan": wan}})))
+    return str(path)
+
+
+GATEWAY_WARNING = (
+    'programs.vmsilo.nixosVms[0] (a).network.interfaces.wan.routes."0.0.0.0/0".via: '
+    "gateway 10.9.9.9 is on none of the interface's subnets (10.0.0.0/24)"
+)
+
+
+def test_check_prints_warnings_and_passes(run: Any, tmp_path: Path) -> None:
+    r = run("check", "--file", _off_subnet_gateway(tmp_path))
+    assert r.code == 0
+    assert r.out == "valid: 1 VM (a) (1 warning)\n"
+    assert r.err == f"warning: {GATEWAY_WARNING}\n"
+
+
+def test_check_json_carries_warnings(run: Any, tmp_path: Path) -> None:
+    r = run("check", "--json", "--file", _off_subnet_gateway(tmp_path))
+    assert r.code == 0
+    path, _, message = GATEWAY_WARNING.partition(": ")
+    assert r.json() == {
+        "valid": True,
+        "problems": [],
+        "warnings": [{"path": path, "message": message}],
+        "vms": ["a"],
+    }
+
+
+def test_check_strict_refuses_warnings(run: Any, tmp_path: Path) -> None:
+    r = run("check", "--strict", "--file", _off_subnet_gateway(tmp_path))
+    assert r.code == 1
+    assert f"warning: {GATEWAY_WARNING}\n" in r.err
+    assert "error: 1 warning, and --strict refuses warnings" in r.err
+    j = run("check", "--strict", "--json", "--file", _off_subnet_gateway(tmp_path))
+    assert j.code == 1 and j.json()["valid"] is False
+    clean = run("check", "--strict", "--file", str(EXAMPLES / "desktop.json"))
+    assert clean.code == 0
+
+
+def test_plan_prints_warnings_on_stderr_only(run: Any, tmp_path: Path) -> None:
+    r = run("plan", "--json", "--file", _off_subnet_gateway(tmp_path))
+    assert r.code == 0
+    assert r.err == f"warning: {GATEWAY_WARNING}\n"
+    assert "a" in r.json()["vms"]

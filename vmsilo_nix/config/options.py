@@ -332,10 +332,21 @@ def render_markdown() -> str:
         "problem is reported at once, with the path of the option that causes it.",
         "",
     ]
-    from vmsilo_nix.config.rules import RULES  # noqa: PLC0415 (validate imports this module's users)
+    from vmsilo_nix.config.rules import RULES, WARNINGS  # noqa: PLC0415 (validate imports this module's users)
 
     for check in RULES:
         doc = " ".join((check.__doc__ or "").split())
+        out.append(f"- {doc}")
+    out += [
+        "",
+        "## Warnings",
+        "",
+        "These do not stop a configuration: `vmsilo check` prints them (and `--json` lists them "
+        "under `warnings`); `vmsilo check --strict` refuses them too.",
+        "",
+    ]
+    for check in WARNINGS:
+        doc = " ".join((check.__doc__ or "").split()).removeprefix("(Warning) ")
         out.append(f"- {doc}")
     out.append("")
     return "\n".join(out)
