@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -396,3 +397,83 @@ def test_plan_prints_warnings_on_stderr_only(run: Any, tmp_path: Path) -> None:
     assert r.code == 0
     assert r.err == f"warning: {GATEWAY_WARNING}\n"
     assert "a" in r.json()["vms"]
+
+
+def _table_rows(text: str) -> tuple[str, dict[str, list[str]]]:
+    """The start order line and each VM's row (split on runs of two or more spaces)."""
+    lines = text.splitlines()
+    order = lines[0].removeprefix("start order: ")
+    rows = {}
+    for line in lines[2:]:
+        cells = [c for c in line.strip().split("  ") if c.strip()]
+        rows[cells[0].strip()] = [c.strip() for c in cells]
+    return order, rows
+
+
+@pytest.mark.parametrize("wanted", [[], ["work"], ["vault", "banking"]])
+def test_plan_table_and_json_come_from_the_same_data(run: Any, wanted: list[str]) -> None:
+    doc = run("plan", "--json", *wanted, "--file", DESKTOP_JSON).json()
+    table = run("plan", *wanted, "--file", DESKTOP_JSON)
+    assert table.code == 0
+    order, rows = _table_rows(table.out)
+    assert order == ", ".join(doc["startOrder"])  # `plan work` also starts net
+    assert list(rows) == list(doc["vms"])
+    for name, vm in doc["vms"].items():
+        flags = {a["words"][0]: a["words"][1:] for a in vm["crosvm"]["args"]}
+        row = rows[name]
+        assert row[1] == str(vm["cid"])
+        assert row[2:4] == [flags["--cpus"][0], f"{flags['--mem'][0]} MiB"]
+        assert row[4] == (", ".join(t["name"] for t in vm["taps"]) or "-")
+        assert row[-1] == ", ".join(vm["unbuilt"])
+
+
+def test_tables_use_the_whole_line_when_not_a_terminal(tmp_path: Path) -> None:
+    """Piped to a file, nothing is cut at 80 columns: every CID, store path and option path."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vmsilo_nix",
+            "show",
+            "work",
+            "--file",
+            DESKTOP_JSON,
+            "--artifacts",
+            ARTIFACTS_FILE,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+    ).stdout
+    doc = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vmsilo_nix",
+                "show",
+                "work",
+                "--json",
+                "--file",
+                DESKTOP_JSON,
+                "--artifacts",
+                ARTIFACTS_FILE,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env=env,
+        ).stdout
+    )
+    lines = [line.rstrip() for line in out.splitlines()]
+    for a in doc["crosvm"]["args"]:
+        word = " ".join(shlex.quote(w) for w in a["words"])
+        assert any(line.startswith(word) for line in lines), word  # whole, on one line
+        for option in a["options"]:
+            short = option.removeprefix("programs.vmsilo.")
+            assert any(line.startswith(word) and short in line for line in lines), short
+    assert max(len(line) for line in lines) > 80

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -365,10 +366,11 @@ def _config_and_plan(
 
 def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     p = _plan(args, err, args.vms)
+    doc = plan.to_json(p, args.vms or None)
     if args.json:
-        print_json(plan.to_json(p, args.vms or None))
+        print_json(doc)
         return EXIT_OK
-    out.print(show_render.summary(p, args.vms or None))
+    out.print(show_render.summary(doc))
     return EXIT_OK
 
 
@@ -463,10 +465,23 @@ def _batch_gc(batch: bool) -> Iterator[None]:
             gc.enable()
 
 
+#: Wide enough for any table: a file or pipe has no width, and cutting CIDs and store paths at
+#: 80 columns would make the output wrong, not just narrow.
+UNBOUNDED_WIDTH = 100_000
+
+
+def _width(stream: TextIO) -> int | None:
+    """None (rich asks the terminal) for a terminal, else no limit."""
+    try:
+        return None if stream.isatty() else UNBOUNDED_WIDTH
+    except ValueError:  # closed
+        return UNBOUNDED_WIDTH
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     # soft_wrap: messages stay one line each, whatever the terminal width, for grep and scripts.
-    out = Console(soft_wrap=True, highlight=False)
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    out = Console(soft_wrap=True, highlight=False, width=_width(sys.stdout))
+    err = Console(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.stderr))
     try:
         return COMMANDS[args.command](args, out, err)
     except ConfigError as e:

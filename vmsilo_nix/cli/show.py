@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -84,29 +85,30 @@ def _overlay(v: VmPlan) -> Text:
     )
 
 
-def summary(p: Plan, only: Sequence[str] | None = None) -> Table:
+def summary(doc: Mapping[str, Any]) -> Table:
+    """The table of ``vmsilo plan``, made from the document ``vmsilo plan --json`` prints, so
+    the two always agree (the same VMs, the same start order)."""
+    order = doc["startOrder"]
     table = Table(
-        title=f"start order: {', '.join(p.start_order) or '(no VMs)'}",
+        title=f"start order: {', '.join(order) or '(no VMs)'}",
         title_justify="left",
         box=None,
         pad_edge=False,
     )
     for col in ("VM", "CID", "cpus", "memory", "TAPs", "shares", "overlay", "sound", "unbuilt"):
         table.add_column(col)
-    for name, v in p.vms.items():
-        if only and name not in only:
-            continue
-        args = {a.words[0]: a.words[1:] for a in v.crosvm if a.words}
-        snd = "-" if v.sound is None else ("capture" if v.sound.capture else "playback")
+    for name, v in doc["vms"].items():
+        flags = {a["words"][0]: a["words"][1:] for a in v["crosvm"]["args"] if a["words"]}
+        snd = v["sound"]
         table.add_row(
             name,
-            str(v.cid),
-            " ".join(args.get("--cpus", ())),
-            " ".join(args.get("--mem", ())) + " MiB",
-            ", ".join(t.name for t in v.network.taps) or "-",
-            ", ".join(s.tag for s in v.virtiofsd) or "-",
-            v.overlay.type,
-            snd,
-            ", ".join(v.unbuilt) or "-",
+            str(v["cid"]),
+            " ".join(flags.get("--cpus", ())),
+            " ".join(flags.get("--mem", ())) + " MiB",
+            ", ".join(t["name"] for t in v["taps"]) or "-",
+            ", ".join(s["tag"] for s in v["virtiofsd"]) or "-",
+            v["overlay"]["type"],
+            "-" if snd is None else ("capture" if snd["capture"] else "playback"),
+            ", ".join(v["unbuilt"]) or "-",
         )
     return table
