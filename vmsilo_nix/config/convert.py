@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -25,10 +26,14 @@ from vmsilo_nix.config import model
 from vmsilo_nix.config.paths import Segment, format_path, vm_names_of
 from vmsilo_nix.config.schema import (
     ROOT,
+    NixType,
+    field_nix_type,
+    fields_of,
     is_option_class,
     list_item,
     literal_args,
     mapping_value,
+    nix_only_of,
     nix_type_of,
     option_names,
     rename_map,
@@ -36,15 +41,70 @@ from vmsilo_nix.config.schema import (
 )
 from vmsilo_nix.errors import ConfigError, Problem
 
-# apply.nix turns Nix functions found where data belongs into this marker, so that the error can
-# say what the user wrote instead of failing inside `builtins.toJSON`.
-NIX_FUNCTION_MARKER = {"_vmsiloNixValue": "function"}
+# apply.nix turns Nix values JSON has no word for into markers: a function (so that the error can
+# say what the user wrote instead of failing inside `builtins.toJSON`), a path and a derivation
+# (so that, as in the module system, only options of type path or package accept them).
+MARKER = "_vmsiloNixValue"
+NIX_FUNCTION_MARKER = {MARKER: "function"}
+STORE_DIR = "/nix/store"
+
+
+def marker(value: object) -> str | None:
+    """The kind of an apply.nix marker ("function", "path", "derivation"), else None."""
+    if type(value) is dict and isinstance(value.get(MARKER), str):
+        return str(value[MARKER])
+    return None
+
+
+def _is_store_path(text: str) -> bool:
+    """As lib.isStorePath: directly in the store (a package, not a file inside one)."""
+    return text.startswith("/") and os.path.dirname(text) == STORE_DIR
+
+
+def as_nix_type(value: Any, t: NixType) -> Any:
+    """Resolve apply.nix's markers as an option of type ``t`` would: a path or derivation
+    becomes its path where the type accepts it, and stays a marker (refused, with its name)
+    where it does not. ``types.str`` takes neither; ``types.path`` takes both;
+    ``types.package`` takes a derivation or a path to a store path."""
+    kind = t.kind
+    if kind == "nullOr":
+        return None if value is None else as_nix_type(value, t.args[0])
+    if kind in ("either", "oneOf"):
+        for arg in t.args:
+            resolved = as_nix_type(value, arg)
+            if resolved is not value:
+                return resolved
+        return value
+    what = marker(value)
+    if kind == "listOf" and type(value) is list:
+        return [as_nix_type(v, t.args[0]) for v in value]
+    if kind == "attrsOf" and type(value) is dict and what is None:
+        return {k: as_nix_type(v, t.args[0]) for k, v in value.items()}
+    if kind == "path" and what in ("path", "derivation"):
+        return value["path" if what == "path" else "outPath"]
+    if kind == "package":
+        if what == "derivation":
+            return value["outPath"]
+        if what == "path" and _is_store_path(value["path"]):
+            return value["path"]
+        if type(value) is str and not value.startswith("/"):
+            # "firefox" names no package: the module system refuses it too. (An absolute
+            # string is taken as the store path it stands for outside Nix, as in JSON input.)
+            return {MARKER: "name", "text": value}
+    return value
 
 
 def describe(value: object) -> str:
     """A JSON value as a user would call it, for 'expected X, got Y' messages."""
-    if value == NIX_FUNCTION_MARKER:
+    what = marker(value)
+    if what == "function":
         return "a Nix function"
+    if what == "path" and isinstance(value, dict):
+        return f"the Nix path {value.get('path')}"
+    if what == "derivation":
+        return "a package"
+    if what == "name" and isinstance(value, dict):
+        return f"{json.dumps(value.get('text'))}, which is no package (a package or a store path)"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -186,6 +246,7 @@ def _class_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
         known = option_names(cls)
         data_names = frozenset(rename_map(cls).values())
+        types = {f.name: field_nix_type(f) for f in fields_of(cls)}
 
         def hook(value: Any, _: Any) -> Any:
             if type(value) is not dict:
@@ -196,7 +257,11 @@ def _class_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
                     err = UnknownOption(key, known)
                     err.__notes__ = [AttributeValidationNote(key, key, None)]
                     errors.append(err)
-            data = {k: v for k, v in value.items() if k in data_names}
+            data = {
+                k: as_nix_type(v, types[k]) if k in types else v
+                for k, v in value.items()
+                if k in data_names
+            }
             try:
                 result = inner(data, cls)
             except ClassValidationError as e:
@@ -277,8 +342,48 @@ def _problems(exc: BaseException, path: list[Segment]) -> list[tuple[list[Segmen
     return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
 
 
+#: Deeper than any option (the deepest, a route's `via`, is 7 levels below programs.vmsilo):
+#: anything nested further is refused before it is walked, whatever its depth.
+MAX_DEPTH = 32
+
+
+def too_deep(raw: object) -> tuple[Segment, ...] | None:
+    """The path of a value nested deeper than ``MAX_DEPTH``, found without recursion; the
+    options only Nix reads (``guestConfig``, ``_internal``, ``package``) are not looked into."""
+    skip_root = {n.name for n in nix_only_of(model.Config)}
+    skip_vm = {n.name for n in nix_only_of(model.Vm)}
+    stack: list[tuple[object, tuple[Segment, ...]]] = [(raw, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return path
+        if isinstance(value, dict):
+            skip = skip_root if not path else skip_vm if _is_vm_path(path) else set()
+            stack += [(v, (*path, k)) for k, v in value.items() if k not in skip]
+        elif isinstance(value, list):
+            stack += [(v, (*path, i)) for i, v in enumerate(value)]
+    return None
+
+
+def _is_vm_path(path: tuple[Segment, ...]) -> bool:
+    return len(path) == 2 and path[0] == "nixosVms" and isinstance(path[1], int)
+
+
+def _shown(path: tuple[Segment, ...]) -> tuple[Segment, ...]:
+    """Where a too-deep value starts, for the message: its option, not a thousand indices."""
+    for n, seg in enumerate(path):
+        if isinstance(seg, int) and not (n == 1 and path[0] == "nixosVms"):
+            return path[:n]
+    return path[:8]
+
+
 def structure(raw: object) -> model.Config:
     """Turn JSON data into the model, or raise ConfigError listing every problem."""
+    deep = too_deep(raw)
+    if deep is not None:
+        shown = _shown(deep)
+        message = f"is nested more than {MAX_DEPTH} levels deep; no option holds such a value"
+        raise ConfigError([Problem(format_path(shown, vm_names_of(raw)), message, shown)])
     try:
         return CONVERTER.structure(raw, model.Config)
     except (ClassValidationError, IterableValidationError, Mismatch) as exc:

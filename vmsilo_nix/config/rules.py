@@ -18,7 +18,7 @@ from typing import Any
 
 from vmsilo_nix.config import crosvm_grammar as grammar
 from vmsilo_nix.config import values
-from vmsilo_nix.config.convert import structure
+from vmsilo_nix.config.convert import structure, too_deep
 from vmsilo_nix.config.model import Config, Freeform, NetworkInterface, SharedDirectory
 from vmsilo_nix.config.naming import (
     DAEMONS,
@@ -763,6 +763,8 @@ def check(raw: object, find: Callable[[Config], list[Problem]] = findings) -> Co
         if problems:
             raise ConfigError(problems)
         return config
+    if too_deep(raw) is not None:
+        raise ConfigError(type_problems)  # a copy to repair would recurse as deep as the input
     removed = [p.segments[: _last_key(p.segments)] for p in type_problems]
     repaired = copy.deepcopy(raw)
     for path in removed:

@@ -189,6 +189,13 @@ def _parse_json(result: process.Completed) -> JSON:
             result.stderr,
             f"nix printed output that is not JSON ({err}): {result.stdout[:200]!r}",
         ) from err
+    except RecursionError:
+        raise NixOutputError(
+            argv,
+            result.returncode,
+            result.stderr,
+            "the configuration is nested too deeply to read (no option holds such a value)",
+        ) from None
     return value
 
 

@@ -1,7 +1,8 @@
 # Turns a `programs.vmsilo` value into plain JSON data for vmsilo_nix, whether it comes from the
 # module system (every option present) or from a hand-written attribute set.
 # - Options only Nix reads are dropped: `_internal`, `package`, and each VM's `guestConfig`.
-# - Packages become their store paths and Nix paths become strings (nothing is copied to the store).
+# - Packages and Nix paths become markers holding their store path or path (nothing is copied to
+#   the store): the option's type decides whether one is accepted, as the module system does.
 # - A function where data belongs becomes a marker, so that vmsilo can name the option instead of
 #   `builtins.toJSON` failing somewhere unknown.
 # Passed as the `--apply` expression of `nix eval --json`; it must stay a single expression.
@@ -12,11 +13,22 @@ let
     if builtins.isFunction v then
       { _vmsiloNixValue = "function"; }
     else if builtins.isPath v then
-      toString v
+      {
+        _vmsiloNixValue = "path";
+        path = toString v;
+      }
     else if builtins.isList v then
       map plain v
     else if builtins.isAttrs v then
-      (if isDerivation v then v.outPath else builtins.mapAttrs (_: plain) v)
+      (
+        if isDerivation v then
+          {
+            _vmsiloNixValue = "derivation";
+            outPath = v.outPath;
+          }
+        else
+          builtins.mapAttrs (_: plain) v
+      )
     else
       v;
   vm = v: plain (if builtins.isAttrs v then builtins.removeAttrs v [ "guestConfig" ] else v);
