@@ -296,7 +296,9 @@ def test_many_concurrent_runs_never_leave_a_partial_tree(tmp_path: Path) -> None
     assert [w.returncode for w in writers] == [0] * 6, outputs
     on_disk = read_tree(out)
     assert sorted(on_disk) == sorted([f"bin/f{i}" for i in range(30)] + [MANIFEST])
-    contents = {e.content for p, e in on_disk.items() if p.startswith("bin/")}
+    contents = {
+        e.content for p, e in on_disk.items() if isinstance(e, File) and p.startswith("bin/")
+    }
     assert len(contents) == 1  # one run's tree, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
