@@ -18,7 +18,7 @@ def vm(i: int) -> dict[str, Any]:
         "cpus": 1 + i % 4,
         "autoShutdown": {"enable": i % 3 == 0, "after": 120},
         "rootOverlay": {"type": "qcow2" if i % 2 else "tmpfs", "size": "20G"},
-        "kernelParams": ["quiet", f"vmsilo.index={i}"],
+        "kernelParams": ["quiet", f"bench.index={i}"],  # vmsilo.* is the engine's own
         "sharedDirectories": {
             "docs": {"path": f"/srv/share/{i}/docs", "readonly": True},
             "scratch": {"path": f"/srv/share/{i}/scratch", "cache": "never"},

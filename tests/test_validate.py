@@ -698,3 +698,18 @@ def test_crosvm_resource_limits(vm: dict[str, Any], message: str) -> None:
     found = check(vms({"name": "a", **vm}))
     assert len(found) == 1 and message in found[0]
     assert check(vms({"name": "a", "cpus": 254, "memory": 2**44 - 1})) == []
+
+
+def test_host_subnets_adjacent_are_fine_nested_ones_overlap() -> None:
+    def taps(*addresses: str) -> dict[str, Any]:
+        return vms(
+            *({"name": f"v{i}", "network": tap(hostAddress=a)} for i, a in enumerate(addresses))
+        )
+
+    assert check(taps("10.0.0.1/25", "10.0.0.129/25", "fd00::1/64", "10.0.1.1/24")) == []
+    found = check(taps("10.0.5.1/24", "10.0.0.1/16", "fd00::1/64", "fd00::2/120"))
+    assert [f.split(":")[0] for f in found] == [
+        f"{VM}[1] (v1).network.interfaces.wan.tap.hostAddress",
+        f"{VM}[3] (v3).network.interfaces.wan.tap.hostAddress",
+    ]
+    assert "overlaps 10.0.5.1/24 of" in found[0] and "overlaps fd00::1/64 of" in found[1]

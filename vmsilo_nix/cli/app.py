@@ -247,7 +247,9 @@ def print_json(data: object, *, sort_keys: bool = False) -> None:
     """Indented for a terminal; compact for pipes and files, where the C encoder is ~10x faster
     (Python's json only uses it without indentation)."""
     indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
+    # check_circular: the data is a tree built here, and skipping the check is ~10% faster.
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, check_circular=False)
+    sys.stdout.write(text + "\n")
 
 
 def _problems_json(problems: Sequence[Problem]) -> list[dict[str, str]]:

@@ -94,6 +94,10 @@ def as_nix_type(value: Any, t: NixType) -> Any:
     return value
 
 
+def _takes_markers(t: NixType) -> bool:
+    return t.kind in ("path", "package") or any(_takes_markers(a) for a in t.args)
+
+
 def describe(value: object) -> str:
     """A JSON value as a user would call it, for 'expected X, got Y' messages."""
     what = marker(value)
@@ -246,7 +250,9 @@ def _class_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
         known = option_names(cls)
         data_names = frozenset(rename_map(cls).values())
-        types = {f.name: field_nix_type(f) for f in fields_of(cls)}
+        # Only options whose type takes a path or a package resolve markers; every other one
+        # refuses a marker as it refuses any attribute set.
+        types = {f.name: t for f in fields_of(cls) if _takes_markers(t := field_nix_type(f))}
 
         def hook(value: Any, _: Any) -> Any:
             if type(value) is not dict:
@@ -379,15 +385,20 @@ def _shown(path: tuple[Segment, ...]) -> tuple[Segment, ...]:
 
 def structure(raw: object) -> model.Config:
     """Turn JSON data into the model, or raise ConfigError listing every problem."""
-    deep = too_deep(raw)
-    if deep is not None:
-        shown = _shown(deep)
-        message = f"is nested more than {MAX_DEPTH} levels deep; no option holds such a value"
-        raise ConfigError([Problem(format_path(shown, vm_names_of(raw)), message, shown)])
     try:
         return CONVERTER.structure(raw, model.Config)
     except (ClassValidationError, IterableValidationError, Mismatch) as exc:
         raise ConfigError(located(exc, vm_names_of(raw))) from None
+    except RecursionError:
+        # Only input far deeper than any option gets here; finding where costs a walk of the
+        # whole input, so it is done only then.
+        raise too_deep_error(raw) from None
+
+
+def too_deep_error(raw: object) -> ConfigError:
+    shown = _shown(too_deep(raw) or ())
+    message = f"is nested more than {MAX_DEPTH} levels deep; no option holds such a value"
+    return ConfigError([Problem(format_path(shown, vm_names_of(raw)), message, shown)])
 
 
 def located(

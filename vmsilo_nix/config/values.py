@@ -7,6 +7,7 @@ Every function here is pure and total over ``str``: it either returns a value or
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -316,6 +317,7 @@ def _check_no_zone(text: str) -> None:
         raise ValueError(f"invalid address {_show(text)}: zone (scope) ids are not supported")
 
 
+@functools.lru_cache(maxsize=65536)  # the rules and planners parse each address several times
 def parse_interface_address(
     text: str, family: int
 ) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
@@ -338,6 +340,7 @@ def parse_interface_address(
     return iface
 
 
+@functools.lru_cache(maxsize=65536)  # the rules and planners parse each address several times
 def parse_network(text: str, family: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """Parse a route destination such as "0.0.0.0/0", "10.0.0.0/8" or "::/0".
 
@@ -360,6 +363,7 @@ def parse_network(text: str, family: int) -> ipaddress.IPv4Network | ipaddress.I
     return loose
 
 
+@functools.lru_cache(maxsize=65536)  # the rules and planners parse each address several times
 def parse_ip(text: str, family: int | None = None) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """Parse a bare IP address (a gateway or nameserver), optionally requiring a family."""
     if family is not None:
