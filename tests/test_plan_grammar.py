@@ -3,6 +3,7 @@ paths with spaces, commas, quotes, brackets and `$` reach crosvm and virtiofsd e
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -36,17 +37,25 @@ def vm(draw: st.DrawFn, name: str, index: int) -> dict[str, Any]:
         "sharedHome": draw(st.booleans() | PATHS),
         "rootOverlay": {"type": draw(st.sampled_from(["qcow2", "tmpfs"]))},
         "rootDisk": draw(
-            st.none() | st.builds(lambda p, ro: {"path": p, "ro": ro}, PATHS, st.booleans())
+            st.none()
+            | st.builds(lambda p, ro: {"path": f"/{name}/root{p}", "ro": ro}, PATHS, st.booleans())
         ),
         "additionalDisks": draw(
             st.lists(
                 st.builds(
-                    lambda p, ro, bs: {"path": p, "ro": ro, "block-size": bs, "id": None},
+                    lambda p, ro, bs: {
+                        "path": f"/{name}/data{p}",
+                        "ro": ro,
+                        "block-size": bs,
+                        "id": None,
+                    },
                     PATHS,
                     st.booleans(),
                     st.sampled_from([512, 4096]),
                 ),
                 max_size=3,
+                # one image written twice is refused (the same file, however it is spelt)
+                unique_by=lambda d: os.path.normpath(d["path"]),
             )
         ),
         "sharedDirectories": draw(
@@ -64,7 +73,12 @@ def vm(draw: st.DrawFn, name: str, index: int) -> dict[str, Any]:
         "gpu": draw(st.booleans() | st.just({"context-types": "cross-domain", "width": 800})),
         "sound": {"playback": draw(st.booleans()), "capture": draw(st.booleans())},
         "kernelParams": draw(
-            st.lists(st.from_regex(r"[a-z.]{1,8}(=[#-~]{1,8})?", fullmatch=True), max_size=3)
+            st.lists(
+                st.from_regex(r"[a-z.]{1,8}(=[#-~]{1,8})?", fullmatch=True).filter(
+                    lambda p: p.split("=")[0] != "init" and not p.startswith("vmsilo.")
+                ),  # vmsilo's own
+                max_size=3,
+            )
         ),
         "vhostUser": draw(
             st.lists(st.builds(lambda s: {"type": "net", "socket": s}, PATHS), max_size=2)
