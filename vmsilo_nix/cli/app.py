@@ -26,7 +26,6 @@ from rich.console import Console
 from rich.text import Text
 
 from vmsilo_nix import __version__, facts, pipeline, process
-from vmsilo_nix.cli import show as show_render
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.config.convert import unstructure
@@ -34,8 +33,6 @@ from vmsilo_nix.config.model import Config, Vm
 from vmsilo_nix.errors import ConfigError, NixError, Problem, ProgramNotFoundError, VmsiloError
 from vmsilo_nix.nixeval import nix, source
 from vmsilo_nix.plan import host as plan
-from vmsilo_nix.render import generate
-from vmsilo_nix.render.tree import write_tree
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -372,6 +369,8 @@ def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         print_json(doc)
         return EXIT_OK
+    from vmsilo_nix.cli import show as show_render  # noqa: PLC0415 (rich tables: not for --json)
+
     out.print(show_render.summary(doc))
     return EXIT_OK
 
@@ -381,6 +380,8 @@ def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         print_json(plan.vm_json(p.vms[args.vm], p.vm_names))
         return EXIT_OK
+    from vmsilo_nix.cli import show as show_render  # noqa: PLC0415 (rich tables: not for --json)
+
     for part in show_render.vm(p, args.vm):
         out.print(part)
     return EXIT_OK
@@ -388,6 +389,10 @@ def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
     config, p, artifacts = _config_and_plan(args, err)
+    # Only generate renders; check and plan start without the renderers.
+    from vmsilo_nix.render import generate  # noqa: PLC0415
+    from vmsilo_nix.render.tree import write_tree  # noqa: PLC0415
+
     tree = generate.build_tree(config, p, artifacts)
     changed = write_tree(
         Path(args.out),

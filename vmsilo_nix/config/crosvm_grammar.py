@@ -32,6 +32,7 @@ How crosvm reads argv (``crosvm [global flags] run [run flags] KERNEL``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Literal
@@ -623,6 +624,7 @@ KEY_VALUES: Final[Mapping[tuple[str, str], frozenset[str]]] = MappingProxyType(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every word of every VM's command line
 def canonical_flag(arg: str) -> str | None:
     """Return the long flag name crosvm's argh would see for one argv element.
 

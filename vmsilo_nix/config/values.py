@@ -265,6 +265,7 @@ def format_mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
+@functools.lru_cache(maxsize=65536)  # the rules, the planner and the identity each derive it
 def derive_mac(vm: str, interface: str) -> str:
     """Derive a stable MAC address for a VM's network interface.
 
