@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
+from vmsilo_nix.assignments import split_assignment
 from vmsilo_nix.config import crosvm_grammar as grammar
 from vmsilo_nix.config import values
 from vmsilo_nix.config.convert import structure
@@ -732,7 +733,7 @@ def _param_names(value: str) -> list[str]:
             quoted = not quoted
         if ch == " " and not quoted:
             if word:
-                names.append(word.split("=", 1)[0].strip('"'))
+                names.append(split_assignment(word)[0].strip('"'))
             word = ""
         else:
             word += ch
