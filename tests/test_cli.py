@@ -430,45 +430,19 @@ def test_plan_table_and_json_come_from_the_same_data(run: Any, wanted: list[str]
 def test_tables_use_the_whole_line_when_not_a_terminal(tmp_path: Path) -> None:
     """Piped to a file, nothing is cut at 80 columns: every CID, store path and option path."""
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vmsilo_nix",
-            "show",
-            "work",
-            "--file",
-            DESKTOP_JSON,
-            "--artifacts",
-            ARTIFACTS_FILE,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env=env,
-    ).stdout
-    doc = json.loads(
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "vmsilo_nix",
-                "show",
-                "work",
-                "--json",
-                "--file",
-                DESKTOP_JSON,
-                "--artifacts",
-                ARTIFACTS_FILE,
-            ],
+
+    def show(*extra: str) -> str:
+        argv = ["show", "work", *extra, "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE]
+        return subprocess.run(
+            [sys.executable, "-m", "vmsilo_nix", *argv],
             capture_output=True,
             text=True,
             check=True,
             cwd=ROOT,
             env=env,
         ).stdout
-    )
+
+    out, doc = show(), json.loads(show("--json"))
     lines = [line.rstrip() for line in out.splitlines()]
     for a in doc["crosvm"]["args"]:
         word = " ".join(shlex.quote(w) for w in a["words"])

@@ -610,17 +610,13 @@ def test_a_guest_address_may_not_be_a_host_side() -> None:
     )
 
 
+def _wan(address: str, via: str) -> dict[str, Any]:
+    tap_side = {"tap": {"hostAddress": "10.0.0.1/24"}, "addresses": [address]}
+    return {"interfaces": {"wan": {**tap_side, "routes": {"0.0.0.0/0": {"via": via}}}}}
+
+
 def test_guest_off_subnet_address_and_gateway_are_warnings() -> None:
-    net = {
-        "interfaces": {
-            "wan": {
-                "tap": {"hostAddress": "10.0.0.1/24"},
-                "addresses": ["10.0.5.2/24"],
-                "routes": {"0.0.0.0/0": {"via": "192.168.1.1"}},
-            }
-        }
-    }
-    raw = vms({"name": "a", "network": net})
+    raw = vms({"name": "a", "network": _wan("10.0.5.2/24", "192.168.1.1")})
     assert check(raw) == []  # no error: it can be made to work
     assert warnings_of(raw) == [
         f"{VM}[0] (a).network.interfaces.wan.addresses[0]: 10.0.5.2/24 is outside the subnet "
@@ -629,16 +625,7 @@ def test_guest_off_subnet_address_and_gateway_are_warnings() -> None:
         f'{VM}[0] (a).network.interfaces.wan.routes."0.0.0.0/0".via: gateway 192.168.1.1 is on '
         "none of the interface's subnets (10.0.5.0/24)",
     ]
-    good = {
-        "interfaces": {
-            "wan": {
-                "tap": {"hostAddress": "10.0.0.1/24"},
-                "addresses": ["10.0.0.2/24"],
-                "routes": {"0.0.0.0/0": {"via": "10.0.0.1"}},
-            }
-        }
-    }
-    assert warnings_of(vms({"name": "a", "network": good})) == []
+    assert warnings_of(vms({"name": "a", "network": _wan("10.0.0.2/24", "10.0.0.1")})) == []
 
 
 @pytest.mark.parametrize(
