@@ -43,9 +43,14 @@ def arg(
     sources: Iterable[OptionPath] = (),
     note: str = "",
 ) -> Arg:
+    # tuple.__new__ directly: the named tuple's own __new__ is a Python function, and this is
+    # called for every word of every VM's command lines.
     if source is None:
-        return Arg(words, tuple(sources), note)
-    return Arg(words, (source, *sources), note)
+        return _new_arg(Arg, (words, tuple(sources), note))
+    return _new_arg(Arg, (words, (source, *sources), note))
+
+
+_new_arg = tuple.__new__
 
 
 def flatten(args: Iterable[Arg]) -> list[str]:
