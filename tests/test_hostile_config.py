@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from vmsilo_nix.config import values
-from vmsilo_nix.config.rules import check
 from vmsilo_nix.errors import ConfigError
+from vmsilo_nix.pipeline import check
 
 from .conftest import EXAMPLES, ROOT, needs_nix
 
