@@ -1,0 +1,105 @@
+"""Output of an untrusted guest, made safe to show on a terminal (docs/channel.md says what
+passes)."""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+_TEXT, _ESC, _CSI, _ESC_INTERMEDIATE, _STRING, _STRING_ESC = range(6)
+#: Longest escape sequence followed; a longer one is abandoned (what remains prints as text).
+MAX_SEQUENCE = 4096
+# Everything but TAB, LF and CR among C0, DEL and C1.
+_SPECIAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_C1_STRINGS = frozenset("\x90\x98\x9d\x9e\x9f")  # DCS, SOS, OSC, PM, APC
+_STRING_STARTS = frozenset("]PX^_")  # their 7-bit forms after ESC
+
+
+class TerminalFilter:
+    """Makes a byte stream safe to show on a terminal, chunk by chunk.
+
+    The stream is decoded as UTF-8 (invalid bytes become U+FFFD). Escape sequences (ESC and
+    C1 introduced: CSI, OSC, DCS, SOS, PM, APC and the short ones) are removed whole, with
+    their parameters and strings; other control characters are removed, except tab, newline
+    and carriage return. The result is the same however the stream is split into chunks.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._state = _TEXT
+        self._length = 0
+
+    def feed(self, data: bytes) -> bytes:
+        return self._filter(self._decoder.decode(data)).encode()
+
+    def flush(self) -> bytes:
+        """The end of the stream: what an incomplete UTF-8 sequence at the end becomes."""
+        text = self._filter(self._decoder.decode(b"", True))
+        self._state = _TEXT
+        return text.encode()
+
+    def _enter(self, state: int) -> None:
+        self._state = state
+        self._length = 0
+
+    def _filter(self, text: str) -> str:
+        out: list[str] = []
+        i, n = 0, len(text)
+        while i < n:
+            if self._state == _TEXT:
+                match = _SPECIAL.search(text, i)
+                if match is None:
+                    out.append(text[i:])
+                    break
+                out.append(text[i : match.start()])
+                ch = text[match.start()]
+                i = match.start() + 1
+                if ch == "\x1b":
+                    self._enter(_ESC)
+                elif ch == "\x9b":
+                    self._enter(_CSI)
+                elif ch in _C1_STRINGS:
+                    self._enter(_STRING)
+                continue  # any other control character is dropped
+            ch = text[i]
+            i += 1
+            self._length += 1
+            if self._length > MAX_SEQUENCE:
+                self._enter(_TEXT)
+                continue
+            code = ord(ch)
+            if self._state == _ESC:
+                if ch == "[":
+                    self._enter(_CSI)
+                elif ch in _STRING_STARTS:
+                    self._enter(_STRING)
+                elif 0x20 <= code <= 0x2F:
+                    self._state = _ESC_INTERMEDIATE
+                elif 0x30 <= code <= 0x7E or ch == "\x1b":
+                    self._state = _TEXT if ch != "\x1b" else _ESC
+                else:
+                    self._state = _TEXT
+                    i -= 1  # not a sequence: look at this character again as text
+            elif self._state in (_CSI, _ESC_INTERMEDIATE):
+                if 0x20 <= code <= 0x2F or (self._state == _CSI and 0x30 <= code <= 0x3F):
+                    continue
+                self._state = _TEXT
+                if not 0x30 <= code <= 0x7E:
+                    i -= 1  # broken off by something else: look at it again as text
+            elif self._state == _STRING:
+                if ch in ("\x07", "\x9c"):
+                    self._state = _TEXT
+                elif ch == "\x1b":
+                    self._state = _STRING_ESC
+            elif ch == "\\":  # _STRING_ESC: ESC \\ is the string terminator
+                self._state = _TEXT
+            else:
+                self._state = _ESC  # the string ended by a new escape sequence
+                i -= 1
+        return "".join(out)
+
+
+def neutralise(text: str) -> str:
+    """A message from the guest, safe to print anywhere (one complete piece of text)."""
+    f = TerminalFilter()
+    return (f.feed(text.encode("utf-8", "replace")) + f.flush()).decode()
