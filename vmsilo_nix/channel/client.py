@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import sys
 import termios
@@ -36,7 +37,7 @@ from vmsilo_nix.channel.protocol import (
     Start,
     env_items,
 )
-from vmsilo_nix.channel.session import Session
+from vmsilo_nix.channel.session import EXIT_CHANNEL, OutputAbandoned, Session
 from vmsilo_nix.channel.terminal import MAX_SEQUENCE, TerminalFilter, neutralise
 from vmsilo_nix.channel.transport import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -58,10 +59,12 @@ __all__ = [
     "run_command",
 ]
 
-EXIT_CHANNEL = 255
 #: Signals forwarded to the command; after this many the client gives up waiting.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GIVE_UP_AFTER = 3
+#: While our own output is blocked (nobody reads it), the command's end could never reach us:
+#: a forwarded signal then gives up after this many seconds if the output is still blocked.
+BLOCKED_GRACE = 2.0
 #: Host variables a shell takes along (the guest's own session provides the rest).
 TTY_ENV = ("TERM", "COLORTERM")
 
@@ -93,34 +96,60 @@ def _raw_terminal(fd: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _forwarding_signals(session: Session, *, winch_fds: Sequence[int]) -> Iterator[None]:
-    """SIGINT, SIGTERM, SIGHUP go to the command; the third gives up. With ``winch_fds`` (a
-    shell on a terminal) size changes follow. Only possible in the main thread."""
+    """SIGINT, SIGTERM, SIGHUP go to the command; the third gives up. While our stdout or
+    stderr is blocked, one of them gives up after BLOCKED_GRACE seconds if it stays blocked, so
+    that a client whose output nobody reads still ends. With ``winch_fds`` (a shell on a
+    terminal) size changes follow. Only possible in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     count = 0
+    blocked_by: int | None = None  # the signal that found the output blocked
+
+    def give_up(signum: int) -> None:
+        session.abort(128 + signum)
+        _say(b"\r\nvmsilo channel: giving up; the command is being stopped\r\n")
+        if session.writing:
+            raise OutputAbandoned  # out of the blocked write, into Session.run
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        nonlocal count
+        nonlocal count, blocked_by
         count += 1
         if count >= GIVE_UP_AFTER:
-            with contextlib.suppress(OSError):
-                os.write(2, b"\r\nvmsilo channel: giving up; the command is being stopped\r\n")
-            session.abort(128 + signum)
-        else:
-            session.send_signal(signal.Signals(signum).name.removeprefix("SIG"))
+            give_up(signum)
+            return
+        session.send_signal(signal.Signals(signum).name.removeprefix("SIG"))
+        if session.writing and blocked_by is None:
+            blocked_by = signum
+            signal.setitimer(signal.ITIMER_REAL, BLOCKED_GRACE)
+
+    def alarm(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal blocked_by
+        if blocked_by is not None and session.writing:
+            give_up(blocked_by)
+        blocked_by = None  # it drained meanwhile: the command's end can reach us
 
     def winch(_signum: int, _frame: FrameType | None) -> None:
         session.resize(*terminal_size(*winch_fds))
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, alarm)
     if winch_fds:
         previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, winch)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _say(text: bytes) -> None:
+    """A line to stderr only when that cannot block: stderr may be the very pipe nobody reads."""
+    with contextlib.suppress(OSError, ValueError):
+        _, ready, _ = select.select([], [2], [], 0)
+        if ready:
+            os.write(2, text)
 
 
 def _is_open(fd: int) -> bool:

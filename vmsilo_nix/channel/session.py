@@ -14,16 +14,21 @@ import select
 import signal
 import socket
 import threading
+import time
 
 from vmsilo_nix.channel.protocol import (
     FROM_AGENT,
     MAX_PAYLOAD,
     SIGNALS,
+    VERSION,
     ChannelError,
     Error,
     Exit,
     FrameReader,
+    Hello,
+    Message,
     MessageType,
+    ProtocolError,
     Resize,
     Signal,
     Start,
@@ -35,7 +40,17 @@ from vmsilo_nix.channel.protocol import (
 )
 from vmsilo_nix.channel.terminal import TerminalFilter, neutralise
 
+#: The channel's own failures end a client with this status, as ssh does, so that they cannot
+#: be mistaken for the command's.
+EXIT_CHANNEL = 255
 READ_SIZE = 64 * 1024
+#: How long the agent may take to say HELLO once connected (it does so on accepting).
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class OutputAbandoned(Exception):
+    """Raised by a signal handler into a write to our own stdout or stderr that nobody reads,
+    so that giving up does not wait for it (``Session.writing`` says when one is under way)."""
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -142,6 +157,10 @@ class Session:
         self.stderr = _Sink(stderr, filtered=filter_stderr)
         self.outbox = _Outbox(sock)
         self.aborted: int | None = None
+        #: True while the main thread is in a write to stdout or stderr, which blocks for as
+        #: long as nobody reads them (a pipe nobody reads, a terminal stopped with Ctrl-S).
+        self.writing = False
+        self._frames = FrameReader(FROM_AGENT)
         self._wake_r, self._wake_w = os.pipe()
 
     def send_signal(self, name: str) -> None:
@@ -161,35 +180,99 @@ class Session:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def run(self) -> int:
-        self.outbox.control(encode(self.start))
         writer = threading.Thread(target=self.outbox.run, name="channel writer", daemon=True)
-        writer.start()
         reader: threading.Thread | None = None
-        if self.stdin is None:
-            self.outbox.data(encode(StdinEof()))
-        else:
-            reader = threading.Thread(target=self._pump_stdin, name="channel stdin", daemon=True)
-            reader.start()
         try:
-            return self._receive()
+            # Nothing, not even the command, goes to a peer that has not said HELLO.
+            pending = self._handshake()
+            if pending is None:
+                return self.aborted if self.aborted is not None else EXIT_CHANNEL
+            self.outbox.control(encode(self.start))
+            writer.start()
+            if self.stdin is None:
+                self.outbox.data(encode(StdinEof()))
+            else:
+                reader = threading.Thread(
+                    target=self._pump_stdin, name="channel stdin", daemon=True
+                )
+                reader.start()
+            return self._receive(pending)
         except BrokenPipeError:
             # Our stdout is gone (``vm-run vm cmd | head``): stop the command, as SIGPIPE would.
             self.abort(128 + signal.SIGPIPE)
             return 128 + signal.SIGPIPE
+        except OutputAbandoned:
+            return self.aborted if self.aborted is not None else EXIT_CHANNEL
         finally:
+            self.writing = False
             self.outbox.close()
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
             os.write(self._wake_w, b"x")
-            writer.join(5.0)
+            if writer.is_alive():
+                writer.join(5.0)
             if reader is not None:
                 reader.join(5.0)
             self.sock.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _receive(self) -> int:
-        frames = FrameReader(FROM_AGENT)
+    def _handshake(self) -> list[Message] | None:
+        """Wait (bounded) for the agent's HELLO; the messages that came after it, or None when
+        aborted meanwhile. Anything else first means the peer is not an agent."""
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                self.sock.settimeout(left)
+                data = self.sock.recv(READ_SIZE)
+            except TimeoutError:
+                raise ChannelError(
+                    f"no agent handshake within {HANDSHAKE_TIMEOUT:g} s: is a vmsilo agent "
+                    "listening there?"
+                ) from None
+            except OSError as err:
+                if self.aborted is not None:
+                    return None
+                raise ChannelError(f"the connection to the agent broke: {err.strerror}") from err
+            if not data:
+                if self.aborted is not None:
+                    return None
+                raise ChannelError("the peer closed the connection without an agent handshake")
+            try:
+                messages = self._frames.feed(data)
+            except ProtocolError as err:
+                raise ChannelError(f"the peer is not a vmsilo agent: {err}") from None
+            if not messages:
+                continue
+            first, *rest = messages
+            if not isinstance(first, Hello):
+                raise ChannelError(
+                    f"the peer is not a vmsilo agent: it sent {type(first).__name__.upper()} "
+                    "before HELLO"
+                )
+            if first.version != VERSION:
+                raise ChannelError(
+                    f"the agent speaks protocol version {first.version}; this client speaks "
+                    f"{VERSION} (update the guest or the host)"
+                )
+            self.sock.settimeout(None)
+            return rest
+
+    def _deliver(self, sink: _Sink, chunk: bytes) -> None:
+        self.writing = True
+        try:
+            sink.write(chunk)
+        finally:
+            self.writing = False
+
+    def _receive(self, pending: list[Message]) -> int:
+        for message in pending:
+            status = self._handle(message)
+            if status is not None:
+                return status
         while True:
             try:
                 data = self.sock.recv(READ_SIZE)
@@ -201,18 +284,31 @@ class Session:
                 if self.aborted is not None:
                     return self.aborted
                 raise ChannelError("the agent closed the connection before the command ended")
-            for message in frames.feed(data):
-                match message:
-                    case Stdout(chunk):
-                        self.stdout.write(chunk)
-                    case Stderr(chunk):
-                        self.stderr.write(chunk)
-                    case Exit():
-                        self.stdout.flush()
-                        self.stderr.flush()
-                        return message.status
-                    case Error(text):
-                        raise ChannelError(f"the agent refused: {neutralise(text)}")
+            for message in self._frames.feed(data):
+                status = self._handle(message)
+                if status is not None:
+                    return status
+
+    def _handle(self, message: Message) -> int | None:
+        """Act on one message from the agent; the command's status once it has ended."""
+        match message:
+            case Stdout(chunk):
+                self._deliver(self.stdout, chunk)
+            case Stderr(chunk):
+                self._deliver(self.stderr, chunk)
+            case Exit():
+                self.writing = True
+                try:
+                    self.stdout.flush()
+                    self.stderr.flush()
+                finally:
+                    self.writing = False
+                return message.status
+            case Error(text):
+                raise ChannelError(f"the agent refused: {neutralise(text)}")
+            case Hello():
+                raise ProtocolError("HELLO twice")
+        return None
 
     def _pump_stdin(self) -> None:
         assert self.stdin is not None

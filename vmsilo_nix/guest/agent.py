@@ -24,7 +24,14 @@ from vmsilo_nix.channel.protocol import (
     encode,
     env_items,
 )
-from vmsilo_nix.channel.transport import DEFAULT_PORT, Address, Listener, UnixAddress, VsockAddress
+from vmsilo_nix.channel.transport import (
+    DEFAULT_PORT,
+    PRIVILEGED_PORT_LIMIT,
+    Address,
+    Listener,
+    UnixAddress,
+    VsockAddress,
+)
 from vmsilo_nix.guest.connection import DEFAULT_PATH, AgentConfig, Session, command_for, describe
 from vmsilo_nix.guest.idle import (
     CMDLINE_KEY,
@@ -200,27 +207,39 @@ def run_agent(args: argparse.Namespace) -> int:
     """``vmsilo channel agent``: serve until SIGTERM or SIGINT. Exit status 0 when stopped."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    user = GuestUser.lookup(args.user)
-    user.check()
-    config = AgentConfig(
-        user=user,
-        session_env=env_items(args.session_env, "--session-env"),
-        path=args.path,
-        max_connections=args.max_connections,
-    )
     address: Address = (
         UnixAddress(args.listen_unix) if args.listen_unix else VsockAddress(0, args.port)
     )
-    after = auto_shutdown_seconds(args)
-    idle = (
-        IdleShutdown(after, run_poweroff(shlex.split(args.poweroff_command)))
-        if after is not None
-        else None
-    )
+    if isinstance(address, VsockAddress) and not 0 < address.port < PRIVILEGED_PORT_LIMIT:
+        # Below 1024 only root (CAP_NET_BIND_SERVICE) can bind: no guest process can take the
+        # port before the agent does and receive the host's commands and input.
+        raise ChannelError(
+            f"--port {address.port}: the agent's vsock port must be below "
+            f"{PRIVILEGED_PORT_LIMIT}, so that only root can listen on it"
+        )
+    # Bound first, before anything else the agent does (nothing runs as the user until it is).
     try:
         listener = Listener(address)
     except OSError as err:
         raise ChannelError(f"cannot listen on {address}: {err.strerror}") from err
+    try:
+        user = GuestUser.lookup(args.user)
+        user.check()
+        config = AgentConfig(
+            user=user,
+            session_env=env_items(args.session_env, "--session-env"),
+            path=args.path,
+            max_connections=args.max_connections,
+        )
+        after = auto_shutdown_seconds(args)
+        idle = (
+            IdleShutdown(after, run_poweroff(shlex.split(args.poweroff_command)))
+            if after is not None
+            else None
+        )
+    except BaseException:
+        listener.close()
+        raise
     agent = Agent(listener, config, idle=idle)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -34,6 +34,7 @@ from vmsilo_nix.channel.protocol import (
     Error,
     Exit,
     FrameReader,
+    Hello,
     Message,
     MessageType,
     ProtocolError,
@@ -66,7 +67,7 @@ class AgentConfig:
     #: client's own variables and above the defaults.
     session_env: Mapping[str, str] = attrs.field(factory=dict)
     path: str = DEFAULT_PATH
-    start_timeout: float = 10.0  # seconds a connection may take to send START
+    start_timeout: float = 10.0  # seconds a connection may take to send all of START
     grace: float = 2.0  # seconds between SIGHUP and SIGKILL when a client goes away
     drain_timeout: float = 1.0  # seconds to collect output after the command exited
     linger: float = 5.0  # seconds to wait for the client to close after EXIT
@@ -152,6 +153,7 @@ class Session:
 
     def serve(self) -> None:
         try:
+            self._send(encode(Hello()))  # the handshake: the client waits for it
             start, pending = self._read_start()
             try:
                 self.child = spawn(command_for(start, self.config), self.config.user)
@@ -190,9 +192,14 @@ class Session:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def _read_start(self) -> tuple[Start, list[Message]]:
-        self.sock.settimeout(self.config.start_timeout)
+        # One deadline for the whole wait: a client trickling a byte at a time gets no longer.
+        deadline = time.monotonic() + self.config.start_timeout
         messages: list[Message] = []
         while not messages:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProtocolError("no START within the time allowed")
+            self.sock.settimeout(left)
             messages = self._recv()
         self.sock.settimeout(None)
         first, *rest = messages
