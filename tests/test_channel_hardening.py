@@ -81,6 +81,45 @@ def test_the_client_ends_on_a_signal_while_nobody_reads_its_output(
     assert "giving up; the command is being stopped" in errors.read_text()
 
 
+# --- what a terminal shows ----------------------------------------------------------------------
+
+
+def test_guest_output_on_a_terminal_cannot_write_over_what_was_shown(
+    start_agent: Callable[..., AgentProcess],
+) -> None:
+    """The real client, its stdout and stderr a pseudo-terminal: the bytes the terminal gets."""
+    agent = start_agent()
+    script = (
+        r"printf 'deleted: thesis.odt\rok: nothing was changed\n'; printf '\342\200\256gpj.exe\n'"
+    )
+    master, slave = os.openpty()
+    client = subprocess.Popen(
+        [sys.executable, "-c", CHANNEL, "run", "--unix", agent.path, "--", "sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+    )
+    os.close(slave)
+    shown = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every slave end is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert client.wait(20) == 0
+    finally:
+        os.close(master)
+        if client.poll() is None:
+            client.kill()
+    # the terminal's own line discipline turns each newline into CR LF (ONLCR)
+    assert shown == b"deleted: thesis.odt\r\nok: nothing was changed\r\ngpj.exe\r\n"
+
+
 # --- the handshake -----------------------------------------------------------------------------
 
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 
 _TEXT, _ESC, _CSI, _ESC_INTERMEDIATE, _STRING, _STRING_ESC = range(6)
 #: Longest escape sequence followed; a longer one is abandoned (what remains prints as text).
 MAX_SEQUENCE = 4096
-# Everything but TAB, LF and CR among C0, DEL and C1.
-_SPECIAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Everything but TAB and LF among C0, DEL and C1 (CR is kept only before LF).
+_SPECIAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Unicode categories removed from text: format controls (bidi embeddings, overrides and
+#: isolates, marks, zero-width characters, tags) and the line and paragraph separators, all of
+#: which reorder, hide or break what a terminal shows. Looked up per character, so that the
+#: filter follows the Unicode version of the Python it runs on.
+FORMAT_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
 _C1_STRINGS = frozenset("\x90\x98\x9d\x9e\x9f")  # DCS, SOS, OSC, PM, APC
 _STRING_STARTS = frozenset("]PX^_")  # their 7-bit forms after ESC
 
@@ -20,14 +26,18 @@ class TerminalFilter:
 
     The stream is decoded as UTF-8 (invalid bytes become U+FFFD). Escape sequences (ESC and
     C1 introduced: CSI, OSC, DCS, SOS, PM, APC and the short ones) are removed whole, with
-    their parameters and strings; other control characters are removed, except tab, newline
-    and carriage return. The result is the same however the stream is split into chunks.
+    their parameters and strings; other control characters are removed, except tab and
+    newline. A carriage return passes only right before a newline (CR LF); any other one
+    becomes a newline, so that nothing can return to the start of a line and write over it.
+    Unicode format characters (:data:`FORMAT_CATEGORIES`) are removed. The result is the same
+    however the stream is split into chunks.
     """
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._state = _TEXT
         self._length = 0
+        self._carriage_return = False  # a CR ended the last chunk: is an LF next?
 
     def feed(self, data: bytes) -> bytes:
         return self._filter(self._decoder.decode(data)).encode()
@@ -35,6 +45,9 @@ class TerminalFilter:
     def flush(self) -> bytes:
         """The end of the stream: what an incomplete UTF-8 sequence at the end becomes."""
         text = self._filter(self._decoder.decode(b"", True))
+        if self._carriage_return:  # a CR at the very end would let what follows overwrite
+            text += "\n"
+            self._carriage_return = False
         self._state = _TEXT
         return text.encode()
 
@@ -45,16 +58,31 @@ class TerminalFilter:
     def _filter(self, text: str) -> str:
         out: list[str] = []
         i, n = 0, len(text)
+        if self._carriage_return and text:
+            self._carriage_return = False
+            if text[0] == "\n":
+                out.append("\r\n")
+                i = 1
+            else:
+                out.append("\n")
         while i < n:
             if self._state == _TEXT:
                 match = _SPECIAL.search(text, i)
                 if match is None:
-                    out.append(text[i:])
+                    out.append(_visible(text[i:]))
                     break
-                out.append(text[i : match.start()])
+                out.append(_visible(text[i : match.start()]))
                 ch = text[match.start()]
                 i = match.start() + 1
-                if ch == "\x1b":
+                if ch == "\r":
+                    if i == n:
+                        self._carriage_return = True
+                    elif text[i] == "\n":
+                        out.append("\r\n")
+                        i += 1
+                    else:
+                        out.append("\n")
+                elif ch == "\x1b":
                     self._enter(_ESC)
                 elif ch == "\x9b":
                     self._enter(_CSI)
@@ -97,6 +125,15 @@ class TerminalFilter:
                 self._state = _ESC  # the string ended by a new escape sequence
                 i -= 1
         return "".join(out)
+
+
+def _visible(text: str) -> str:
+    """``text`` without its Unicode format characters."""
+    if text.isascii():
+        return text
+    return "".join(
+        ch for ch in text if ch.isascii() or unicodedata.category(ch) not in FORMAT_CATEGORIES
+    )
 
 
 def neutralise(text: str) -> str:
