@@ -1,17 +1,18 @@
 """The host side of the channel: ``vmsilo channel run`` and ``vmsilo channel shell``.
 
-A client connects to the guest's agent, sends START and then, concurrently: forwards its
-standard input (STDIN frames, STDIN_EOF at its end), forwards SIGINT, SIGTERM and SIGHUP as
-SIGNAL frames (a third one gives up: the connection closes and the agent kills the command),
-and, for a shell, puts the terminal in raw mode and forwards size changes; meanwhile it writes
-STDOUT and STDERR to its own, and ends with the status of EXIT (128 + N for signal N).
+A client connects to the guest's agent, waits for its HELLO, sends START and then,
+concurrently: forwards its standard input (STDIN frames, STDIN_EOF at its end), forwards
+SIGINT, SIGTERM and SIGHUP as SIGNAL frames (a third one gives up: the connection closes and
+the agent kills the command; while our own output is blocked, the first one gives up after a
+short grace), and, for a shell, puts the terminal in raw mode and forwards size changes;
+meanwhile it writes STDOUT and STDERR to its own, and ends with the status of EXIT (128 + N for
+signal N). The session itself is :mod:`.session`.
 
 The guest is not trusted. Every frame is bounded by the protocol. For ``run``, output bound for
-a terminal goes through :class:`TerminalFilter`, which removes escape sequences and control
-characters, so a guest cannot retitle the window, rewrite the screen, move the cursor over
-earlier text or talk to the terminal's more dangerous features; output to a pipe or a file
-passes unchanged, since scripts need the exact bytes. A shell's output is not filtered: the
-user asked for the guest's terminal.
+a terminal goes through :class:`~vmsilo_nix.channel.terminal.TerminalFilter`, so a guest cannot
+retitle the window, rewrite the screen or a line already shown, reorder text or talk to the
+terminal's more dangerous features; output to a pipe or a file passes unchanged, since scripts
+need the exact bytes. A shell's output is not filtered: the user asked for the guest's terminal.
 
 The channel's own failures (no agent, broken connection, a protocol violation) end the client
 with status 255, as ssh does, so they cannot be mistaken for the command's status.
