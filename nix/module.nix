@@ -168,12 +168,14 @@ let
   # interfaces, udev rules) are checked here, at evaluation, by the engine's own name rules
   # (names.nix), before NixOS renders them into units and root scripts. Everything else reaches
   # the system only through the tree, whose build runs the engine's whole check (generate).
-  nameAssertion = (import ./names.nix { inherit lib; }).assertion;
+  names = import ./names.nix { inherit lib; };
+  nameAssertion = names.assertion;
   vmNameAssertions = lib.concatLists (
     lib.imap0 (
       i: vm:
       let
-        at = "nixosVms[${toString i}]";
+        # as the engine writes it: the VM's name after its index, when it is a valid name
+        at = "nixosVms[${toString i}]" + lib.optionalString (names.valid "vm" vm.name) " (${vm.name})";
         tapped = lib.filter (t: t.iface.tap or null != null) (
           lib.imap0 (index: ifname: {
             inherit index ifname;

@@ -296,3 +296,18 @@ def test_real_nixos_refuses_root() -> None:
     assert problems({"user": "root"}) == [
         "programs.vmsilo.user: the VMs must not run as root; name an unprivileged account"
     ]
+
+
+@needs_real_nixos
+def test_real_nixos_refuses_a_pci_address_that_would_add_a_udev_rule() -> None:
+    bdf = '03:00.0", RUN+="/bin/sh -c id'
+    facts = real_nixos({"isolatedPciDevices": [bdf]})
+    assert 'RUN+="/bin/sh -c id", ATTR{driver_override}' in facts["udevRules"]
+    assert facts["toplevel"] is False
+    assert facts["failedAssertions"] == [
+        f"programs.vmsilo.isolatedPciDevices[0]: {json.dumps(bdf)} must be a PCI address like "
+        '"01:00.0" or "0000:01:00.0"'
+    ]
+    assert problems({"isolatedPciDevices": [bdf]})[0].startswith(
+        "programs.vmsilo.isolatedPciDevices[0]: invalid PCI address"
+    )
