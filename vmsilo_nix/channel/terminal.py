@@ -131,9 +131,13 @@ def _visible(text: str) -> str:
     """``text`` without its Unicode format characters."""
     if text.isascii():
         return text
-    return "".join(
-        ch for ch in text if ch.isascii() or unicodedata.category(ch) not in FORMAT_CATEGORIES
-    )
+    # Each distinct character is looked up once: text holds few of them, however long it is.
+    drop: dict[int, None] = {
+        ord(ch): None
+        for ch in set(text)
+        if not ch.isascii() and unicodedata.category(ch) in FORMAT_CATEGORIES
+    }
+    return text.translate(drop) if drop else text
 
 
 def neutralise(text: str) -> str:
