@@ -164,6 +164,34 @@ let
       serviceConfig.ExecStart = "${libexec}/${vm.name}/wayland-proxy";
     };
   };
+  # The values this module hands to NixOS options itself (unit names and User=, the NAT
+  # interfaces, udev rules) are checked here, at evaluation, by the engine's own name rules
+  # (names.nix), before NixOS renders them into units and root scripts. Everything else reaches
+  # the system only through the tree, whose build runs the engine's whole check (generate).
+  names = import ./names.nix { inherit lib; };
+  nameAssertion = names.assertion;
+  vmNameAssertions = lib.concatLists (
+    lib.imap0 (
+      i: vm:
+      let
+        # as the engine writes it: the VM's name after its index, when it is a valid name
+        at = "nixosVms[${toString i}]" + lib.optionalString (names.valid "vm" vm.name) " (${vm.name})";
+        tapped = lib.filter (t: t.iface.tap or null != null) (
+          lib.imap0 (index: ifname: {
+            inherit index ifname;
+            iface = vm.network.interfaces.${ifname};
+          }) (lib.attrNames vm.network.interfaces)
+        );
+      in
+      [ (nameAssertion "vm" "${at}.name" vm.name) ]
+      ++ map (
+        t:
+        nameAssertion "interface" "${at}.network.interfaces.${lib.strings.escapeNixIdentifier t.ifname}.tap.name" (
+          if t.iface.tap.name or null != null then t.iface.tap.name else "${vm.name}-${toString t.index}"
+        )
+      ) tapped
+    ) cfg.nixosVms
+  );
   vfioRule =
     bdf: ''ACTION=="add", SUBSYSTEM=="pci", KERNEL=="${bdf}", ATTR{driver_override}="vfio-pci"'';
   normaliseBdf = bdf: if lib.length (lib.splitString ":" bdf) == 2 then "0000:${bdf}" else bdf;
@@ -286,6 +314,15 @@ in
 
     boot.initrd.kernelModules = lib.optionals (cfg.isolatedPciDevices != [ ]) [ "vfio-pci" ];
     services.udev.extraRules = lib.concatMapStringsSep "\n" (b: vfioRule (normaliseBdf b)) cfg.isolatedPciDevices;
+
+    assertions = [
+      (nameAssertion "user" "user" cfg.user)
+    ]
+    ++ lib.optional cfg.hostNetworking.nat.enable (
+      nameAssertion "interface" "hostNetworking.nat.interface" cfg.hostNetworking.nat.interface
+    )
+    ++ vmNameAssertions
+    ++ lib.imap0 (j: bdf: nameAssertion "pci" "isolatedPciDevices[${toString j}]" bdf) cfg.isolatedPciDevices;
 
     # A broken configuration stops the switch with the option paths of every problem.
     system.preSwitchChecks.vmsilo = ''

@@ -564,7 +564,8 @@ def test_escape_sequences_are_stripped_for_a_terminal_only(agent: AgentProcess) 
 
 
 def exchange(agent: AgentProcess, data: bytes, timeout: float = 20.0) -> list[p.Message]:
-    """Send ``data`` on a fresh connection, then read until the agent closes it."""
+    """Send ``data`` on a fresh connection, then read until the agent closes it; what came
+    after the agent's HELLO, which always comes first."""
     sock = connect(agent.address, timeout=10)
     sock.settimeout(timeout)
     received = b""
@@ -584,7 +585,9 @@ def exchange(agent: AgentProcess, data: bytes, timeout: float = 20.0) -> list[p.
             received += chunk
     finally:
         sock.close()
-    return p.FrameReader(p.FROM_AGENT).feed(received)
+    hello, *rest = p.FrameReader(p.FROM_AGENT).feed(received)
+    assert hello == p.Hello(p.VERSION)
+    return rest
 
 
 def header(kind: int, length: int) -> bytes:
@@ -619,10 +622,11 @@ def test_a_bad_message_mid_session_stops_that_command(agent: AgentProcess) -> No
         sock.sendall(start)
         reader = p.FrameReader(p.FROM_AGENT)
         messages: list[p.Message] = []
-        while not messages:
-            messages = reader.feed(sock.recv(65536))
-        assert isinstance(messages[0], p.Stdout)
-        pid = int(messages[0].data)
+        while len(messages) < 2:
+            messages += reader.feed(sock.recv(65536))
+        assert messages[0] == p.Hello(p.VERSION)
+        assert isinstance(messages[1], p.Stdout)
+        pid = int(messages[1].data)
         sock.sendall(header(p.MessageType.SIGNAL, 9) + b'"nothing"')
         rest = b""
         while chunk := sock.recv(65536):

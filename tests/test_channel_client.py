@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import re
+import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -46,6 +47,36 @@ def test_terminal_filter_removes_sequences_and_controls(raw: bytes, shown: bytes
     assert filtered(raw) == shown
 
 
+@pytest.mark.parametrize(
+    ("chunks", "shown"),
+    [
+        # a bare CR would let a guest write over a line already shown
+        (
+            [b"deleted: thesis.odt\rok: nothing was changed\n"],
+            b"deleted: thesis.odt\nok: nothing was changed\n",
+        ),
+        ([b"a\r\nb\r\n"], b"a\r\nb\r\n"),  # CR LF line ends pass
+        ([b"a\r", b"\nb"], b"a\r\nb"),  # however they are split
+        ([b"a\r", b"b"], b"a\nb"),
+        ([b"a\r", b"", b"\n"], b"a\r\n"),
+        ([b"a\r"], b"a\n"),  # at the very end, what follows could overwrite
+        ([b"a\r\r\n"], b"a\n\r\n"),
+        ([b"10%\r20%\r"], b"10%\n20%\n"),
+        ([b"a\r\x1b[2Kb"], b"a\nb"),  # CR, erase line
+        # bidi controls, zero-width and other format characters are removed
+        (["invoice\u202efdp.exe".encode()], b"invoicefdp.exe"),
+        (["a\u2066b\u2069c\u200ed\u200ff".encode()], b"abcdf"),
+        (["x\u200by\u200dz\ufeff\u00ad!".encode()], b"xyz!"),
+        (["line\u2028sep\u2029par".encode()], b"lineseppar"),
+        (["tag\U000e0041\U000e007f".encode()], b"tag"),
+        (["\u202e".encode()[:2], "\u202e".encode()[2:] + b"ok"], b"ok"),
+        (["עברית and عربي".encode()], "עברית and عربي".encode()),  # RTL letters are text
+    ],
+)
+def test_terminal_filter_keeps_what_was_shown_in_place(chunks: list[bytes], shown: bytes) -> None:
+    assert filtered(*chunks) == shown
+
+
 def test_an_unterminated_string_is_abandoned_after_a_bounded_length() -> None:
     out = filtered(b"\x1b]0;" + b"x" * (MAX_SEQUENCE + 10) + b"\nvisible\n")
     assert out.endswith(b"\nvisible\n")
@@ -60,7 +91,11 @@ def test_neutralise_makes_a_message_printable() -> None:
     assert neutralise("refused\x1b]0;pwned\x07 \x1b[2J!") == "refused !"
 
 
-FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # all but \t \n \r
+FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")  # all but \t \n, CR LF
+
+
+def has_format_characters(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cf", "Zl", "Zp") for ch in text)
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
@@ -71,6 +106,7 @@ FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # all but \t \n
             [
                 *(b"\x1b", b"[", b"]", b"P", b"\\", b"\x07", b"\xc2\x9b", b"\xc2\x9c", b"0"),
                 *(b";", b"m", b"a", b"\n", b"\xe2\x9c\x93", b"\xff", b"\x1b[", b"\x1b]0;"),
+                *(b"\r", b"\r\n", "\u202e".encode(), "\u2066".encode(), "\u200b".encode()),
             ]
         ),
         max_size=60,
@@ -85,14 +121,15 @@ def test_filtered_output_holds_no_escape_or_control_however_it_is_split(
     pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
     assert filtered(*pieces) == whole
     assert not FORBIDDEN.search(whole.decode())
+    assert not has_format_characters(whole.decode())
 
 
 @settings(max_examples=200)
 @given(
-    st.text(
-        st.characters(exclude_categories=["Cc", "Cs"], exclude_characters="\x7f")
-        | st.sampled_from("\n\t\r")
-    )
+    st.lists(
+        st.characters(exclude_categories=["Cc", "Cs", "Cf", "Zl", "Zp"], exclude_characters="\x7f")
+        | st.sampled_from(["\n", "\t", "\r\n"])
+    ).map("".join)
 )
 def test_text_without_controls_passes_unchanged(text: str) -> None:
     assert filtered(text.encode()) == text.encode()

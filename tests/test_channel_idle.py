@@ -6,6 +6,7 @@ time by hand; one test lets a real agent process power "off" (touch a file) on t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -251,7 +252,43 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_start_timeout(
         received = bounded(lambda: sock.recv(65536) + sock.recv(65536), 10)
     finally:
         sock.close()
-    (error,) = p.FrameReader(p.FROM_AGENT).feed(received)
+    hello, error = p.FrameReader(p.FROM_AGENT).feed(received)
+    assert hello == p.Hello(p.VERSION)
+    assert isinstance(error, p.Error) and "no START within the time allowed" in error.message
+
+
+def test_the_start_timeout_bounds_the_whole_wait_not_each_read(
+    inproc: Callable[..., InProcessAgent],
+) -> None:
+    """A client trickling START a byte at a time, each byte well within the timeout, is closed
+    once the timeout has passed since it connected."""
+    a = inproc(start_timeout=1.0)
+    sock = connect(a.address, timeout=10)
+    start = p.encode(p.Start(argv=("true",)))
+    began = time.monotonic()
+    closed_after: float | None = None
+    try:
+        for byte in start:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed_after = time.monotonic() - began
+                break
+            time.sleep(0.2)
+            if time.monotonic() - began > 10:
+                break
+        sock.settimeout(10)
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+        closed_after = closed_after or time.monotonic() - began
+    finally:
+        sock.close()
+    assert len(start) * 0.2 > 5  # a per-read timeout would have let all of it through
+    assert closed_after < 3.0, closed_after
+    hello, error = p.FrameReader(p.FROM_AGENT).feed(received)
+    assert hello == p.Hello(p.VERSION)
     assert isinstance(error, p.Error) and "no START within the time allowed" in error.message
 
 

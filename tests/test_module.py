@@ -306,7 +306,7 @@ def test_guest_module(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> Non
     assert {"systemd-networkd.service", "systemd-udev-trigger.service"} <= set(g["setupOrder"])
     agent = g["services"]["vmsilo-agent"]
     assert agent["ExecStart"].endswith(
-        "/bin/vmsilo channel agent --port 5000 --user user "
+        "/bin/vmsilo channel agent --port 720 --user user "
         "--session-env WAYLAND_DISPLAY=wayland-1 --session-env XDG_SESSION_TYPE=wayland"
     )
     assert agent["Type"] == "notify"

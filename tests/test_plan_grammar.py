@@ -18,9 +18,10 @@ from vmsilo_nix.plan.host import plan
 from . import kvparse
 
 NAMES = st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True)
-# Anything a file name may hold but NUL (and no lone surrogates: no Nix string holds one).
+# Anything a file name may hold but control characters (no option takes one) and no lone
+# surrogates (no Nix string holds one).
 PATH_TEXT = st.text(
-    st.characters(exclude_characters="\0/", exclude_categories=["Cs"]), min_size=1, max_size=12
+    st.characters(exclude_characters="/", exclude_categories=["Cc", "Cs"]), min_size=1, max_size=12
 ) | st.sampled_from(["a b", "a,b", 'a"b', "a'b", "[x]", "$HOME", "a=b", "\\", "é", "1234"])
 PATHS = st.lists(PATH_TEXT, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
 TAGS = st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True).filter(lambda t: t != "home")

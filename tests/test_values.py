@@ -662,6 +662,11 @@ def test_check_interface_name_accepts(text: str) -> None:
         ("a\x00", "must not contain"),
         ("\u00e9th0", "must not contain"),
         ("123", "all digits"),
+        ("eth0;id", "';'"),
+        ("$(id)", "'\\$', '\\(', '\\)'"),
+        ("eth`id`", "'`'"),
+        ("eth0\n", r"'\\n'"),
+        ('e"x', "'\"'"),
     ],
 )
 def test_check_interface_name_rejects(text: str, message: str) -> None:
@@ -680,6 +685,34 @@ def test_check_interface_name_kernel_rules(text: str) -> None:
     assert 1 <= len(raw) <= 15
     assert text not in (".", "..")
     assert not any(c.isspace() or c in "/:\x00" for c in text)
+    # and no character a shell, a unit file or networkd reads specially
+    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in text)
+
+
+@pytest.mark.parametrize("text", ["alice", "a", "_svc", "a.b-c_d", "a" * 31, "rooter", "1x"])
+def test_check_user_name_accepts(text: str) -> None:
+    v.check_user_name(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "must name the account"),
+        ("root", "must not run as root"),
+        ("0", "is a number"),
+        ("1000", "is a number"),
+        ("a" * 32, "longer than 31"),
+        ("-a", "invalid user name"),
+        ("a b", "invalid user name"),
+        ("alice\n", "invalid user name"),
+        ("al:ice", "invalid user name"),
+        ("\u00e9", "invalid user name"),
+        (".", "invalid user name"),
+    ],
+)
+def test_check_user_name_rejects(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        v.check_user_name(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -708,6 +741,8 @@ def test_check_kernel_param_accepts(text: str) -> None:
         ("caf\u00e9", "printable ASCII"),
         ('foo="bar', "unbalanced double quote"),
         ("a" * 2048, "longer than the whole command line"),
+        ("--gdb", "starts with '-', which crosvm reads as a flag"),
+        ("-", "starts with '-'"),
     ],
 )
 def test_check_kernel_param_rejects(text: str, message: str) -> None:
@@ -720,7 +755,7 @@ def test_check_kernel_param_rejects(text: str, message: str) -> None:
         alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E).filter(lambda c: c != '"'),
         min_size=1,
         max_size=200,
-    )
+    ).filter(lambda t: not t.startswith("-"))
 )
 def test_check_kernel_param_accepts_printable_ascii(text: str) -> None:
     v.check_kernel_param(text)

@@ -31,8 +31,9 @@ DEFAULT_SHARED_HOME: Final = "/shared/{vm}"
 #: Where the guest mounts every other share: ``/mnt/<tag>``.
 GUEST_SHARES_DIR: Final = "/mnt"
 
-#: The vsock port the guest's command agent listens on.
-AGENT_VSOCK_PORT: Final = 5000
+#: The vsock port the guest's command agent listens on: below 1024, so that only root in the
+#: guest can bind it (an unprivileged process taking it first would get the host's commands).
+AGENT_VSOCK_PORT: Final = 720
 
 #: Kernel parameters vmsilo sets on every guest; the guest reads its identity from them.
 PARAM_NAME: Final = "vmsilo.name"

@@ -1,17 +1,18 @@
 """The host side of the channel: ``vmsilo channel run`` and ``vmsilo channel shell``.
 
-A client connects to the guest's agent, sends START and then, concurrently: forwards its
-standard input (STDIN frames, STDIN_EOF at its end), forwards SIGINT, SIGTERM and SIGHUP as
-SIGNAL frames (a third one gives up: the connection closes and the agent kills the command),
-and, for a shell, puts the terminal in raw mode and forwards size changes; meanwhile it writes
-STDOUT and STDERR to its own, and ends with the status of EXIT (128 + N for signal N).
+A client connects to the guest's agent, waits for its HELLO, sends START and then,
+concurrently: forwards its standard input (STDIN frames, STDIN_EOF at its end), forwards
+SIGINT, SIGTERM and SIGHUP as SIGNAL frames (a third one gives up: the connection closes and
+the agent kills the command; while our own output is blocked, the first one gives up after a
+short grace), and, for a shell, puts the terminal in raw mode and forwards size changes;
+meanwhile it writes STDOUT and STDERR to its own, and ends with the status of EXIT (128 + N for
+signal N). The session itself is :mod:`.session`.
 
 The guest is not trusted. Every frame is bounded by the protocol. For ``run``, output bound for
-a terminal goes through :class:`TerminalFilter`, which removes escape sequences and control
-characters, so a guest cannot retitle the window, rewrite the screen, move the cursor over
-earlier text or talk to the terminal's more dangerous features; output to a pipe or a file
-passes unchanged, since scripts need the exact bytes. A shell's output is not filtered: the
-user asked for the guest's terminal.
+a terminal goes through :class:`~vmsilo_nix.channel.terminal.TerminalFilter`, so a guest cannot
+retitle the window, rewrite the screen or a line already shown, reorder text or talk to the
+terminal's more dangerous features; output to a pipe or a file passes unchanged, since scripts
+need the exact bytes. A shell's output is not filtered: the user asked for the guest's terminal.
 
 The channel's own failures (no agent, broken connection, a protocol violation) end the client
 with status 255, as ssh does, so they cannot be mistaken for the command's status.
@@ -20,14 +21,10 @@ with status 255, as ssh does, so they cannot be mistaken for the command's statu
 from __future__ import annotations
 
 import argparse
-import codecs
-import collections
 import contextlib
 import os
-import re
 import select
 import signal
-import socket
 import sys
 import termios
 import threading
@@ -37,24 +34,12 @@ from types import FrameType
 from typing import Any
 
 from vmsilo_nix.channel.protocol import (
-    FROM_AGENT,
-    MAX_PAYLOAD,
-    SIGNALS,
     ChannelError,
-    Error,
-    Exit,
-    FrameReader,
-    MessageType,
-    Resize,
-    Signal,
     Start,
-    Stderr,
-    StdinEof,
-    Stdout,
-    encode,
     env_items,
-    frame,
 )
+from vmsilo_nix.channel.session import EXIT_CHANNEL, OutputAbandoned, Session
+from vmsilo_nix.channel.terminal import MAX_SEQUENCE, TerminalFilter, neutralise
 from vmsilo_nix.channel.transport import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PORT,
@@ -64,315 +49,25 @@ from vmsilo_nix.channel.transport import (
 )
 from vmsilo_nix.channel.transport import connect as connect_to
 
-EXIT_CHANNEL = 255
+__all__ = [
+    "EXIT_CHANNEL",
+    "MAX_SEQUENCE",
+    "Session",
+    "TerminalFilter",
+    "add_arguments",
+    "neutralise",
+    "run",
+    "run_command",
+]
+
 #: Signals forwarded to the command; after this many the client gives up waiting.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GIVE_UP_AFTER = 3
+#: While our own output is blocked (nobody reads it), the command's end could never reach us:
+#: a forwarded signal then gives up after this many seconds if the output is still blocked.
+BLOCKED_GRACE = 2.0
 #: Host variables a shell takes along (the guest's own session provides the rest).
 TTY_ENV = ("TERM", "COLORTERM")
-READ_SIZE = 64 * 1024
-
-
-# --- terminal output of an untrusted guest --------------------------------------------------
-
-_TEXT, _ESC, _CSI, _ESC_INTERMEDIATE, _STRING, _STRING_ESC = range(6)
-#: Longest escape sequence followed; a longer one is abandoned (what remains prints as text).
-MAX_SEQUENCE = 4096
-# Everything but TAB, LF and CR among C0, DEL and C1.
-_SPECIAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_C1_STRINGS = frozenset("\x90\x98\x9d\x9e\x9f")  # DCS, SOS, OSC, PM, APC
-_STRING_STARTS = frozenset("]PX^_")  # their 7-bit forms after ESC
-
-
-class TerminalFilter:
-    """Makes a byte stream safe to show on a terminal, chunk by chunk.
-
-    The stream is decoded as UTF-8 (invalid bytes become U+FFFD). Escape sequences (ESC and
-    C1 introduced: CSI, OSC, DCS, SOS, PM, APC and the short ones) are removed whole, with
-    their parameters and strings; other control characters are removed, except tab, newline
-    and carriage return. The result is the same however the stream is split into chunks.
-    """
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._state = _TEXT
-        self._length = 0
-
-    def feed(self, data: bytes) -> bytes:
-        return self._filter(self._decoder.decode(data)).encode()
-
-    def flush(self) -> bytes:
-        """The end of the stream: what an incomplete UTF-8 sequence at the end becomes."""
-        text = self._filter(self._decoder.decode(b"", True))
-        self._state = _TEXT
-        return text.encode()
-
-    def _enter(self, state: int) -> None:
-        self._state = state
-        self._length = 0
-
-    def _filter(self, text: str) -> str:
-        out: list[str] = []
-        i, n = 0, len(text)
-        while i < n:
-            if self._state == _TEXT:
-                match = _SPECIAL.search(text, i)
-                if match is None:
-                    out.append(text[i:])
-                    break
-                out.append(text[i : match.start()])
-                ch = text[match.start()]
-                i = match.start() + 1
-                if ch == "\x1b":
-                    self._enter(_ESC)
-                elif ch == "\x9b":
-                    self._enter(_CSI)
-                elif ch in _C1_STRINGS:
-                    self._enter(_STRING)
-                continue  # any other control character is dropped
-            ch = text[i]
-            i += 1
-            self._length += 1
-            if self._length > MAX_SEQUENCE:
-                self._enter(_TEXT)
-                continue
-            code = ord(ch)
-            if self._state == _ESC:
-                if ch == "[":
-                    self._enter(_CSI)
-                elif ch in _STRING_STARTS:
-                    self._enter(_STRING)
-                elif 0x20 <= code <= 0x2F:
-                    self._state = _ESC_INTERMEDIATE
-                elif 0x30 <= code <= 0x7E or ch == "\x1b":
-                    self._state = _TEXT if ch != "\x1b" else _ESC
-                else:
-                    self._state = _TEXT
-                    i -= 1  # not a sequence: look at this character again as text
-            elif self._state in (_CSI, _ESC_INTERMEDIATE):
-                if 0x20 <= code <= 0x2F or (self._state == _CSI and 0x30 <= code <= 0x3F):
-                    continue
-                self._state = _TEXT
-                if not 0x30 <= code <= 0x7E:
-                    i -= 1  # broken off by something else: look at it again as text
-            elif self._state == _STRING:
-                if ch in ("\x07", "\x9c"):
-                    self._state = _TEXT
-                elif ch == "\x1b":
-                    self._state = _STRING_ESC
-            elif ch == "\\":  # _STRING_ESC: ESC \\ is the string terminator
-                self._state = _TEXT
-            else:
-                self._state = _ESC  # the string ended by a new escape sequence
-                i -= 1
-        return "".join(out)
-
-
-def neutralise(text: str) -> str:
-    """A message from the guest, safe to print anywhere (one complete piece of text)."""
-    f = TerminalFilter()
-    return (f.feed(text.encode("utf-8", "replace")) + f.flush()).decode()
-
-
-# --- streams --------------------------------------------------------------------------------
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        view = view[written:]
-
-
-class _Sink:
-    """Where the command's stdout or stderr goes, filtered or not."""
-
-    def __init__(self, fd: int, *, filtered: bool) -> None:
-        self.fd = fd
-        self.filter = TerminalFilter() if filtered else None
-
-    def write(self, data: bytes) -> None:
-        _write_all(self.fd, self.filter.feed(data) if self.filter else data)
-
-    def flush(self) -> None:
-        if self.filter:
-            _write_all(self.fd, self.filter.flush())
-
-
-class _Outbox:
-    """Frames waiting for the writer thread: control frames (signals, sizes) go before data,
-    data (STDIN, STDIN_EOF) keeps its order and is bounded, so a command that does not read its
-    input slows the reader of ours down instead of filling memory.
-
-    The lock is reentrant because signal handlers add frames from the main thread.
-    """
-
-    MAX_DATA = 4
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._cond = threading.Condition(threading.RLock())
-        self._control: collections.deque[bytes] = collections.deque()
-        self._data: collections.deque[bytes] = collections.deque()
-        self.closed = False
-
-    def control(self, data: bytes) -> None:
-        with self._cond:
-            if not self.closed:
-                self._control.append(data)
-                self._cond.notify_all()
-
-    def data(self, data: bytes) -> bool:
-        """Queue ``data``, waiting while the queue is full; False once closed."""
-        with self._cond:
-            while len(self._data) >= self.MAX_DATA and not self.closed:
-                self._cond.wait()
-            if self.closed:
-                return False
-            self._data.append(data)
-            self._cond.notify_all()
-            return True
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-    def run(self) -> None:
-        while True:
-            with self._cond:
-                while not (self._control or self._data or self.closed):
-                    self._cond.wait()
-                if self.closed:
-                    return
-                item = self._control.popleft() if self._control else self._data.popleft()
-                self._cond.notify_all()
-            try:
-                self._sock.sendall(item)
-            except OSError:
-                self.close()
-                return
-
-
-class Session:
-    """One command over a connected socket. :meth:`run` blocks until the command ends;
-    :meth:`send_signal`, :meth:`resize` and :meth:`abort` may be called meanwhile from other
-    threads or signal handlers."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        start: Start,
-        *,
-        stdin: int | None,
-        stdout: int,
-        stderr: int,
-        filter_stdout: bool = False,
-        filter_stderr: bool = False,
-    ) -> None:
-        self.sock = sock
-        self.start = start
-        self.stdin = stdin
-        self.stdout = _Sink(stdout, filtered=filter_stdout)
-        self.stderr = _Sink(stderr, filtered=filter_stderr)
-        self.outbox = _Outbox(sock)
-        self.aborted: int | None = None
-        self._wake_r, self._wake_w = os.pipe()
-
-    def send_signal(self, name: str) -> None:
-        if name not in SIGNALS:
-            raise ValueError(f"{name} is not a signal the channel forwards")
-        self.outbox.control(encode(Signal(name)))
-
-    def resize(self, rows: int, cols: int) -> None:
-        self.outbox.control(encode(Resize(rows, cols)))
-
-    def abort(self, status: int) -> None:
-        """Give up: close the connection (the agent then stops the command); run() returns
-        ``status``."""
-        self.aborted = status
-        self.outbox.close()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-
-    def run(self) -> int:
-        self.outbox.control(encode(self.start))
-        writer = threading.Thread(target=self.outbox.run, name="channel writer", daemon=True)
-        writer.start()
-        reader: threading.Thread | None = None
-        if self.stdin is None:
-            self.outbox.data(encode(StdinEof()))
-        else:
-            reader = threading.Thread(target=self._pump_stdin, name="channel stdin", daemon=True)
-            reader.start()
-        try:
-            return self._receive()
-        except BrokenPipeError:
-            # Our stdout is gone (``vm-run vm cmd | head``): stop the command, as SIGPIPE would.
-            self.abort(128 + signal.SIGPIPE)
-            return 128 + signal.SIGPIPE
-        finally:
-            self.outbox.close()
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-            os.write(self._wake_w, b"x")
-            writer.join(5.0)
-            if reader is not None:
-                reader.join(5.0)
-            self.sock.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-
-    def _receive(self) -> int:
-        frames = FrameReader(FROM_AGENT)
-        while True:
-            try:
-                data = self.sock.recv(READ_SIZE)
-            except OSError as err:
-                if self.aborted is not None:
-                    return self.aborted
-                raise ChannelError(f"the connection to the agent broke: {err.strerror}") from err
-            if not data:
-                if self.aborted is not None:
-                    return self.aborted
-                raise ChannelError("the agent closed the connection before the command ended")
-            for message in frames.feed(data):
-                match message:
-                    case Stdout(chunk):
-                        self.stdout.write(chunk)
-                    case Stderr(chunk):
-                        self.stderr.write(chunk)
-                    case Exit():
-                        self.stdout.flush()
-                        self.stderr.flush()
-                        return message.status
-                    case Error(text):
-                        raise ChannelError(f"the agent refused: {neutralise(text)}")
-
-    def _pump_stdin(self) -> None:
-        assert self.stdin is not None
-        while True:
-            try:
-                ready, _, _ = select.select([self.stdin, self._wake_r], [], [])
-            except (OSError, ValueError):
-                ready = [self.stdin]  # then read() fails too, which ends the input
-            if self._wake_r in ready:
-                return
-            try:
-                data = os.read(self.stdin, MAX_PAYLOAD)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""  # a terminal that went away ends the input
-            if not data:
-                self.outbox.data(encode(StdinEof()))
-                return
-            if not self.outbox.data(frame(MessageType.STDIN, data)):
-                return
 
 
 # --- running a command ----------------------------------------------------------------------
@@ -402,34 +97,60 @@ def _raw_terminal(fd: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _forwarding_signals(session: Session, *, winch_fds: Sequence[int]) -> Iterator[None]:
-    """SIGINT, SIGTERM, SIGHUP go to the command; the third gives up. With ``winch_fds`` (a
-    shell on a terminal) size changes follow. Only possible in the main thread."""
+    """SIGINT, SIGTERM, SIGHUP go to the command; the third gives up. While our stdout or
+    stderr is blocked, one of them gives up after BLOCKED_GRACE seconds if it stays blocked, so
+    that a client whose output nobody reads still ends. With ``winch_fds`` (a shell on a
+    terminal) size changes follow. Only possible in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     count = 0
+    blocked_by: int | None = None  # the signal that found the output blocked
+
+    def give_up(signum: int) -> None:
+        session.abort(128 + signum)
+        _say(b"\r\nvmsilo channel: giving up; the command is being stopped\r\n")
+        if session.writing:
+            raise OutputAbandoned  # out of the blocked write, into Session.run
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        nonlocal count
+        nonlocal count, blocked_by
         count += 1
         if count >= GIVE_UP_AFTER:
-            with contextlib.suppress(OSError):
-                os.write(2, b"\r\nvmsilo channel: giving up; the command is being stopped\r\n")
-            session.abort(128 + signum)
-        else:
-            session.send_signal(signal.Signals(signum).name.removeprefix("SIG"))
+            give_up(signum)
+            return
+        session.send_signal(signal.Signals(signum).name.removeprefix("SIG"))
+        if session.writing and blocked_by is None:
+            blocked_by = signum
+            signal.setitimer(signal.ITIMER_REAL, BLOCKED_GRACE)
+
+    def alarm(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal blocked_by
+        if blocked_by is not None and session.writing:
+            give_up(blocked_by)
+        blocked_by = None  # it drained meanwhile: the command's end can reach us
 
     def winch(_signum: int, _frame: FrameType | None) -> None:
         session.resize(*terminal_size(*winch_fds))
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, alarm)
     if winch_fds:
         previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, winch)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _say(text: bytes) -> None:
+    """A line to stderr only when that cannot block: stderr may be the very pipe nobody reads."""
+    with contextlib.suppress(OSError, ValueError):
+        _, ready, _ = select.select([], [2], [], 0)
+        if ready:
+            os.write(2, text)
 
 
 def _is_open(fd: int) -> bool:

@@ -7,7 +7,11 @@ before any payload is read, so a peer can never make the other side buffer more 
 :data:`MAX_PAYLOAD` bytes for one frame.
 
 Host (client) to guest (agent): START, STDIN, STDIN_EOF, SIGNAL, RESIZE.
-Guest to host: STDOUT, STDERR, EXIT, ERROR.
+Guest to host: HELLO, STDOUT, STDERR, EXIT, ERROR.
+
+The agent speaks first: HELLO, with the protocol version, as soon as it accepts a connection.
+The client sends nothing (no command, no input) before it has that HELLO; a peer that sends
+anything else first, or nothing in time, is not an agent and the client closes the connection.
 
 Each side accepts only the other side's types; anything else, an unknown type, a payload over its
 limit, malformed JSON or a field of the wrong type raises :class:`ProtocolError`, and the
@@ -77,6 +81,7 @@ class MessageType(enum.IntEnum):
     STDERR = 17
     EXIT = 18
     ERROR = 19
+    HELLO = 20
 
 
 LIMITS: Mapping[MessageType, int] = {
@@ -89,6 +94,7 @@ LIMITS: Mapping[MessageType, int] = {
     MessageType.STDERR: MAX_PAYLOAD,
     MessageType.EXIT: MAX_SMALL,
     MessageType.ERROR: MAX_ERROR,
+    MessageType.HELLO: MAX_SMALL,
 }
 FROM_CLIENT = frozenset(
     {
@@ -100,7 +106,13 @@ FROM_CLIENT = frozenset(
     }
 )
 FROM_AGENT = frozenset(
-    {MessageType.STDOUT, MessageType.STDERR, MessageType.EXIT, MessageType.ERROR}
+    {
+        MessageType.HELLO,
+        MessageType.STDOUT,
+        MessageType.STDERR,
+        MessageType.EXIT,
+        MessageType.ERROR,
+    }
 )
 
 
@@ -166,13 +178,20 @@ class Exit:
 
 
 @attrs.frozen
+class Hello:
+    """The agent's first frame: it speaks this version of the protocol."""
+
+    version: int = VERSION
+
+
+@attrs.frozen
 class Error:
     """The agent refused the request; the connection closes after it."""
 
     message: str
 
 
-Message = Start | Stdin | StdinEof | Signal | Resize | Stdout | Stderr | Exit | Error
+Message = Start | Stdin | StdinEof | Signal | Resize | Hello | Stdout | Stderr | Exit | Error
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -217,6 +236,8 @@ def encode(msg: Message) -> bytes:
         case Exit():
             body = {"code": msg.code} if msg.code is not None else {"signal": msg.signal}
             return frame(MessageType.EXIT, _json(body))
+        case Hello():
+            return frame(MessageType.HELLO, _json({"version": msg.version}))
         case Error():
             text = msg.message.encode("utf-8", "replace").decode()[:MAX_ERROR]
             while len(payload := _json({"message": text})) > MAX_ERROR:
@@ -334,6 +355,9 @@ def decode(kind: MessageType, payload: bytes) -> Message:
             if "code" in body:
                 return Exit(code=_int(kind, "code", body["code"], 0, 255))
             return Exit(signal=_int(kind, "signal", body["signal"], 1, 127))
+        case MessageType.HELLO:
+            version = _object(kind, payload, {"version"})["version"]
+            return Hello(_int(kind, "version", version, 0, 0xFFFF))
         case MessageType.ERROR:
             message = _object(kind, payload, {"message"})["message"]
             if not isinstance(message, str):

@@ -31,6 +31,8 @@ log = logging.getLogger("vmsilo.channel")
 VMADDR_CID_HOST = 2
 #: The agent's vsock port when none is given: the port the guest module starts it on.
 DEFAULT_PORT = facts.AGENT_VSOCK_PORT
+#: vsock ports below this need CAP_NET_BIND_SERVICE to bind, as IP ports do.
+PRIVILEGED_PORT_LIMIT = 1024
 #: How long a client keeps retrying while the guest boots (its agent not listening yet).
 DEFAULT_CONNECT_TIMEOUT = 60.0
 

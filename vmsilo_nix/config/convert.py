@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -154,10 +155,21 @@ def _strict(tp: type, words: str) -> Callable[[Any, Any], Any]:
     return hook
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _check_text(text: str, what: str = "the string") -> None:
-    """JSON can escape what no Nix string, file name or argv can hold: NUL, lone surrogates."""
+    """JSON can escape what no Nix string, file name or argv can hold: NUL, lone surrogates.
+    No option's value is text over several lines, and every string may end up in a unit file,
+    a script, a networkd file or another program's command line, so control characters
+    (C0, DEL, C1: a newline starts a new unit directive) are refused everywhere."""
     if "\0" in text:
         raise Mismatch(f"{what} contains a NUL character, which no command line can carry")
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise Mismatch(
+            f"{what} contains the control character U+{ord(control[0]):04X}; no option takes one"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

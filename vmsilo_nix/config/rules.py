@@ -42,13 +42,14 @@ RULES: list[Rule] = []
 WARNINGS: list[Rule] = []
 
 TAG_MAX_BYTES = 36  # virtiofsd --tag limit
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LEVELS = ("error", "warn", "info", "debug", "trace")
 _LEVEL = r"(?:off|error|warn|info|debug|trace)"
-_CROSVM_LOG = re.compile(rf"^(?:[A-Za-z0-9_:]+=)?{_LEVEL}(?:,(?:[A-Za-z0-9_:]+=)?{_LEVEL})*$")
-_UID_MAP = re.compile(r"^([^A-Za-z0-9])\d+\1\d+\1\d+\1$")
+# Patterns are used with fullmatch only: `$` also matches before a final newline.
+_CROSVM_LOG = re.compile(rf"(?:[A-Za-z0-9_:]+=)?{_LEVEL}(?:,(?:[A-Za-z0-9_:]+=)?{_LEVEL})*")
+_UID_MAP = re.compile(r"([^A-Za-z0-9\s])[0-9]+\1[0-9]+\1[0-9]+\1")
 _TRANSLATE = re.compile(
-    r"^(?:(?:guest|host|squash-guest|squash-host|map):\d+:\d+:\d+|forbid-guest:\d+:\d+)$"
+    r"(?:(?:guest|host|squash-guest|squash-host|map):[0-9]+:[0-9]+:[0-9]+|forbid-guest:[0-9]+:[0-9]+)"
 )
 
 
@@ -120,11 +121,16 @@ def host_name_collisions(c: Config) -> Iterator[Finding]:
 
 
 @rule
+def user_account(c: Config) -> Iterator[Finding]:
+    """`user` is a user name NixOS accepts, not a number (systemd reads that as a UID) and not
+    root: it becomes the units' `User=`."""
+    yield from _check(("user",), values.check_user_name, c.user)
+
+
+@rule
 def global_names(c: Config) -> Iterator[Finding]:
-    """`user` is set; log levels of the daemons are known levels; crosvm log levels are a level
-    or crosvm's filter list (`info,devices=debug`)."""
-    if not c.user.strip():
-        yield ("user",), "must name the account that runs the VMs"
+    """Log levels of the daemons are known levels; crosvm log levels are a level or crosvm's
+    filter list (`info,devices=debug`)."""
     for path, level in (
         (("vmsilo-tray", "logLevel"), c.vmsilo_tray.log_level),
         (("vmsilo-balloond", "logLevel"), c.vmsilo_balloond.log_level),
@@ -138,7 +144,7 @@ def global_names(c: Config) -> Iterator[Finding]:
         if vm.crosvm.log_level is not None
     ]
     for where_, level in levels:
-        if not _CROSVM_LOG.match(level):
+        if not _CROSVM_LOG.fullmatch(level):
             yield (
                 where_,
                 (
@@ -153,8 +159,9 @@ def global_names(c: Config) -> Iterator[Finding]:
 
 @rule
 def taps(c: Config) -> Iterator[Finding]:
-    """A `tap` interface has a `tap` set; its host name fits IFNAMSIZ and is unique across VMs;
-    `hostAddress` and `bridge` exclude each other."""
+    """A `tap` interface has a `tap` set; interface, TAP and bridge names are 1 to 15 (IFNAMSIZ)
+    ASCII letters, digits, `.`, `_` and `-`; TAP names are unique across VMs; `hostAddress`
+    and `bridge` exclude each other."""
     owners: dict[str, tuple[Segment, ...]] = {}
     for i, vm in enumerate(c.nixos_vms):
         for index, ifname in interfaces_in_order(vm):
@@ -352,7 +359,7 @@ def macs(c: Config) -> Iterator[Finding]:
 
 @rule
 def nat(c: Config) -> Iterator[Finding]:
-    """NAT needs the external interface it masquerades through."""
+    """NAT needs the external interface it masquerades through, an interface name as above."""
     n = c.host_networking.nat
     path = ("hostNetworking", "nat", "interface")
     if n.enable and not n.interface:
@@ -661,7 +668,7 @@ def shares(c: Config) -> Iterator[Finding]:
 def _share(
     path: tuple[Segment, ...], tag: str, s: SharedDirectory, has_home: bool
 ) -> Iterator[Finding]:
-    if not _TAG.match(tag) or len(tag.encode()) > TAG_MAX_BYTES:
+    if not _TAG.fullmatch(tag) or len(tag.encode()) > TAG_MAX_BYTES:
         yield path, (f"tag must be 1 to {TAG_MAX_BYTES} bytes of letters, digits, '.', '_' and '-'")
     if tag == HOME_TAG and has_home:
         yield (
@@ -683,7 +690,7 @@ def _share(
         ("translateUid", s.translate_uid, _TRANSLATE, "TYPE:source:target:count"),
         ("translateGid", s.translate_gid, _TRANSLATE, "TYPE:source:target:count"),
     ):
-        if v is not None and not pattern.match(v):
+        if v is not None and not pattern.fullmatch(v):
             yield (*path, key), f"expected the form {form}, got {v!r}"
     if s.thread_pool_size < 0:
         yield (*path, "threadPoolSize"), "must not be negative"
@@ -705,10 +712,10 @@ def _share(
 
 @rule
 def kernel(c: Config) -> Iterator[Finding]:
-    """Kernel parameters are printable ASCII and set neither `init=` nor `vmsilo.*` (vmsilo's
-    own); `kernel` and `initramfs` are absolute paths; the
-    whole command line crosvm builds (its own parameters, vmsilo's, then these) fits its 2047
-    bytes (that part is checked on the plan, `plan/checks.py`)."""
+    """Kernel parameters are printable ASCII, do not start with `-` (crosvm would read a flag)
+    and set neither `init=` nor `vmsilo.*` (vmsilo's own); `kernel` and `initramfs` are absolute
+    paths; the whole command line crosvm builds (its own parameters, vmsilo's, then these) fits
+    its 2047 bytes (that part is checked on the plan, `plan/checks.py`)."""
     for i, vm in enumerate(c.nixos_vms):
         for j, p in enumerate(vm.kernel_params):
             yield from _check(vm_path(i, "kernelParams", j), values.check_kernel_param, p)

@@ -21,12 +21,15 @@ __all__ = [
     "INTERFACE_NAME_MAX",
     "KERNEL_CMDLINE_MAX",
     "UNIT_NAME_MAX",
+    "USER_NAME_MAX",
     "check_interface_name",
     "check_kernel_param",
     "check_unit_name",
+    "check_user_name",
     "derive_mac",
     "format_mac",
     "is_unicast",
+    "nix_name_rules",
     "normalise_bdf",
     "parse_color",
     "parse_duration",
@@ -444,15 +447,20 @@ def check_unit_name(text: str) -> None:
 
 # IFNAMSIZ is 16 including the terminating NUL.
 INTERFACE_NAME_MAX: Final = 15
+# Interface names reach root shell scripts (NixOS's NAT and firewall rules, the TAP scripts),
+# systemd-networkd files and `ip` command lines, so only characters none of them treats
+# specially are allowed. The patterns below are also POSIX extended regular expressions, which
+# the NixOS module matches with builtins.match (see ``nix_name_rules``).
+INTERFACE_NAME_CHARS: Final = "A-Za-z0-9._-"
+_INTERFACE_NAME_RE: Final = re.compile(f"[{INTERFACE_NAME_CHARS}]+")
 
 
 def check_interface_name(text: str) -> None:
     """Check a Linux network interface name.
 
-    The kernel (dev_valid_name) wants 1..15 bytes, not "." or "..", and no '/', ':' or
-    whitespace. This is a little stricter, matching what systemd-networkd/udev accept: printable
-    ASCII only, no '%' (the kernel treats "name%d" as a template and picks a different name), and
-    not all digits (confusable with an interface index).
+    1..15 (IFNAMSIZ - 1) ASCII letters, digits, '.', '_' and '-'; not "." or ".." and not all
+    digits (the kernel refuses the first two, and a number reads as an interface index). That is
+    stricter than the kernel's dev_valid_name, which allows shell metacharacters.
     """
     if not text:
         raise ValueError("interface name must not be empty")
@@ -462,15 +470,79 @@ def check_interface_name(text: str) -> None:
         )
     if text in (".", ".."):
         raise ValueError(f"interface name must not be {text!r}")
-    bad = sorted({c for c in text if not ("!" <= c <= "~") or c in "/:%"})
-    if bad:
-        shown = ", ".join(repr(c) for c in bad)
+    if _INTERFACE_NAME_RE.fullmatch(text) is None:
+        bad = sorted({c for c in text if _INTERFACE_NAME_RE.fullmatch(c) is None})
+        shown = ", ".join(repr(c) for c in bad[:5])
         raise ValueError(
             f"invalid interface name {_show(text)}: must not contain {shown} "
-            "(printable ASCII without spaces, '/', ':' or '%')"
+            "(only ASCII letters, digits, '.', '_' and '-')"
         )
     if text.isdigit():
         raise ValueError(f"interface name {_show(text)} must not be all digits")
+
+
+# NixOS refuses user names longer than 31 characters and those outside this pattern (shadow's
+# is_valid_name, in nixos/modules/config/users-groups.nix). A number would be read by systemd's
+# User= as a UID, so all-digit names are refused too; and the VMs never run as root.
+USER_NAME_MAX: Final = 31
+_USER_NAME_RE: Final = re.compile(r"[a-zA-Z0-9_.][a-zA-Z0-9_.-]*")
+
+
+def check_user_name(text: str) -> None:
+    """Check the host account that runs the VMs: a name NixOS accepts, not root, not a number."""
+    if not text.strip():
+        raise ValueError("must name the account that runs the VMs")
+    if _USER_NAME_RE.fullmatch(text) is None or text in (".", ".."):
+        raise ValueError(
+            f"invalid user name {_show(text)}: NixOS accepts ASCII letters, digits, '_', '.' "
+            "and '-' (not first)"
+        )
+    if len(text) > USER_NAME_MAX:
+        raise ValueError(f"user name {_show(text)} is longer than {USER_NAME_MAX} characters")
+    if text.isdigit():
+        raise ValueError(f"user name {_show(text)} is a number, which systemd reads as a UID")
+    if text == "root":
+        raise ValueError("the VMs must not run as root; name an unprivileged account")
+
+
+def nix_name_rules() -> dict[str, dict[str, object]]:
+    """The name rules above as data for the NixOS module (nix/names.json), which checks the
+    values it hands to NixOS options itself, at evaluation time, before anything renders them.
+    Each rule: ``pattern`` the whole name must match (POSIX ERE, as builtins.match reads it),
+    ``refused`` patterns it must not match, and ``hint`` for the assertion message."""
+    return {
+        "interface": {
+            "pattern": f"[{INTERFACE_NAME_CHARS}]{{1,{INTERFACE_NAME_MAX}}}",
+            "refused": ["[.]", "[.][.]", "[0-9]+"],
+            "hint": (
+                f"must be 1 to {INTERFACE_NAME_MAX} ASCII letters, digits, '.', '_' and '-' "
+                "(not '.', '..' or all digits)"
+            ),
+        },
+        "user": {
+            "pattern": f"[a-zA-Z0-9_.][a-zA-Z0-9_.-]{{0,{USER_NAME_MAX - 1}}}",
+            "refused": ["root", "[.]", "[.][.]", "[0-9]+"],
+            "hint": (
+                "must be a user name NixOS accepts (ASCII letters, digits, '_', '.' and '-', "
+                f"at most {USER_NAME_MAX}), not a number and not root"
+            ),
+        },
+        "vm": {
+            "pattern": f"[A-Za-z0-9][A-Za-z0-9_-]{{0,{UNIT_NAME_MAX - 1}}}",
+            "refused": [],
+            "hint": (
+                f"must be 1 to {UNIT_NAME_MAX} ASCII letters, digits, '-' and '_', starting "
+                "with a letter or digit"
+            ),
+        },
+        "pci": {
+            "pattern": (
+                "(/sys/bus/pci/devices/)?([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}[.][0-7]"
+            ),
+            "refused": [],
+            "hint": 'must be a PCI address like "01:00.0" or "0000:01:00.0"',
+        },
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,11 +555,16 @@ KERNEL_CMDLINE_MAX: Final = 2047
 def check_kernel_param(text: str) -> None:
     """Check one kernel command-line parameter, e.g. "console=hvc0" or 'foo="a b"'.
 
-    Printable ASCII only (0x20..0x7e), not blank, balanced double quotes (an unbalanced quote
-    would swallow the rest of the command line) and no longer than the whole command line.
+    Printable ASCII only (0x20..0x7e), not blank, not starting with '-' (crosvm would read it
+    as one of its own flags), balanced double quotes (an unbalanced quote would swallow the rest
+    of the command line) and no longer than the whole command line.
     """
     if not text.strip(" "):
         raise ValueError("kernel parameter must not be empty")
+    if text.startswith("-"):
+        raise ValueError(
+            f"kernel parameter {_show(text)} starts with '-', which crosvm reads as a flag"
+        )
     bad = sorted({c for c in text if not (" " <= c <= "~")})
     if bad:
         shown = ", ".join(repr(c) for c in bad[:5])

@@ -17,14 +17,16 @@ from typing import Any
 import attrs
 
 from vmsilo_nix import facts, process
-from vmsilo_nix.config.convert import structure
-from vmsilo_nix.errors import ConfigError, VmsiloError
+from vmsilo_nix.config.paths import format_path
+from vmsilo_nix.config.rules import check
+from vmsilo_nix.errors import ConfigError, Problem, VmsiloError
 from vmsilo_nix.facts import HOME_TAG
 from vmsilo_nix.plan.identity import IdentityError, add_cmdline_argument, decode_cmdline
 from vmsilo_nix.plan.network import guest_networkd
 
 HOME_MOUNT = facts.GUEST_HOME
 SHARES_UNDER = facts.GUEST_SHARES_DIR
+GUEST_USER = "user"  # any valid name: the rules want one
 
 
 @attrs.frozen
@@ -45,30 +47,91 @@ class GuestSetup:
     mounts: tuple[Mount, ...]
 
 
-def plan_setup(identity: dict[str, Any]) -> GuestSetup:
-    """What to do for this identity (pure: no I/O)."""
-    try:
-        config = structure(
-            {
-                "user": "guest",
-                "nixosVms": [
-                    {"name": identity.get("name"), "network": identity.get("network", {})}
-                ],
-            }
-        )
-    except ConfigError as e:
-        raise IdentityError(f"the VM identity does not describe a VM: {e}") from None
-    vm = config.nixos_vms[0]
+#: The fields of an identity (``plan.identity.payload``); anything else is refused.
+IDENTITY_FIELDS = frozenset({"name", "index", "home", "shares", "network"})
+NETWORK_FIELDS = frozenset({"nameservers", "interfaces"})
+INTERFACE_FIELDS = frozenset(
+    {"macAddress", "dhcp", "addresses", "v6Addresses", "routes", "v6Routes"}
+)
+#: The VM's position in the host's configuration, used in the files' comments; bounded so that
+#: a damaged identity cannot make the guest build a huge list.
+MAX_INDEX = 1 << 16
+
+
+def _guest_network(network: object) -> object:
+    """The identity's network with neutral stand-ins for what only the host has (the TAP
+    devices), so that the rules check just the guest's values."""
+    if not isinstance(network, dict):
+        return network  # the rules say what is wrong with it
+    _only(network, NETWORK_FIELDS, "network")
+    interfaces = network.get("interfaces", {})
+    if not isinstance(interfaces, dict):
+        return network
+    out: dict[str, Any] = {}
+    for n, (ifname, entry) in enumerate(interfaces.items()):
+        if isinstance(entry, dict):
+            _only(entry, INTERFACE_FIELDS, f"network interface {ifname!r}")
+            out[ifname] = {**entry, "tap": {"name": f"vmsilo{n}"}}
+        else:
+            out[ifname] = entry
+    return {**network, "interfaces": out}
+
+
+def _only(data: dict[Any, Any], known: frozenset[str], what: str) -> None:
+    unknown = sorted(set(data) - known, key=repr)
+    if unknown:
+        raise IdentityError(f"unknown fields of the {what}: {', '.join(map(repr, unknown))}")
+
+
+def _as_config(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity as a one-VM configuration, so that the host's own rules check it: the
+    name, every network value and every share tag, with the option paths the host reports."""
+    _only(identity, IDENTITY_FIELDS, "identity")
     index = identity.get("index", 0)
-    files = guest_networkd(vm, index if isinstance(index, int) else 0)
-    mounts = [Mount(HOME_TAG, HOME_MOUNT, False)] if identity.get("home") else []
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < MAX_INDEX:
+        raise IdentityError(f"index must be a whole number from 0 to {MAX_INDEX - 1}")
+    home = identity.get("home", False)
     shares = identity.get("shares", {})
-    if isinstance(shares, dict):
-        mounts += [
-            Mount(tag, f"{SHARES_UNDER}/{tag}", bool(ro))
-            for tag, ro in sorted(shares.items())
-            if "/" not in tag and tag not in (".", "..")
-        ]
+    if not isinstance(home, bool):
+        raise IdentityError("home must be true or false")
+    if not isinstance(shares, dict):
+        raise IdentityError("shares must be an object of tag: read-only")
+    vm: dict[str, Any] = {
+        "name": identity.get("name"),
+        "network": _guest_network(identity.get("network", {})),
+        "sharedHome": home,
+        # the host path is the host's business; any absolute path lets the rules check the tag
+        "sharedDirectories": {tag: {"path": "/", "readonly": ro} for tag, ro in shares.items()},
+    }
+    return {"user": GUEST_USER, "nixosVms": [vm]}
+
+
+def _where(problem: Problem, index: int, name: object) -> str:
+    """A problem's option path as the host's check writes it: the VM at its own index."""
+    segments = problem.segments
+    if segments[:2] != ("nixosVms", 0):
+        return str(problem)
+    names = [None] * index + [name if isinstance(name, str) else None]
+    return f"{format_path(('nixosVms', index, *segments[2:]), names)}: {problem.message}"
+
+
+def plan_setup(identity: dict[str, Any]) -> GuestSetup:
+    """What to do for this identity (pure: no I/O). Every field is checked with the rules of
+    ``vmsilo check``; IdentityError says what is wrong, and then nothing is to be done."""
+    raw = _as_config(identity)
+    try:
+        config = check(raw)
+    except ConfigError as e:
+        index, name = identity.get("index", 0), identity.get("name")
+        problems = "; ".join(_where(p, index, name) for p in e.problems)
+        raise IdentityError(f"the VM identity is not valid: {problems}") from None
+    vm = config.nixos_vms[0]
+    files = guest_networkd(vm, identity.get("index", 0))
+    mounts = [Mount(HOME_TAG, HOME_MOUNT, False)] if vm.shared_home is not False else []
+    mounts += [
+        Mount(tag, f"{SHARES_UNDER}/{tag}", share.readonly)
+        for tag, share in sorted(vm.shared_directories.items())
+    ]
     return GuestSetup(vm.name, files, tuple(mounts))
 
 
@@ -104,7 +167,12 @@ def run(args: argparse.Namespace) -> int:
         cmdline = Path(args.cmdline).read_text(encoding="utf-8", errors="replace")
     except OSError as e:
         raise VmsiloError(f"cannot read {args.cmdline}: {e.strerror}") from None
-    setup = plan_setup(decode_cmdline(cmdline))
+    try:
+        setup = plan_setup(decode_cmdline(cmdline))
+    except IdentityError as e:
+        # One journal line; the unit fails and boot goes on, with no network file written
+        # (so networkd configures nothing) and nothing mounted.
+        raise IdentityError(f"{e}; nothing is set up: networking stays off") from None
     if args.dry_run:
         print(
             json.dumps(

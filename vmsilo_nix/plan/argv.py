@@ -62,7 +62,7 @@ def flatten(args: Iterable[Arg]) -> list[str]:
 # An unquoted value ends at ',', '[' or ']'; a value that reads as a number or boolean would be
 # taken as one where the field's type is not known (flattened structs such as --net).
 _NEEDS_QUOTES = re.compile(r'[,\[\]"\'=\s\\]')
-_LOOKS_TYPED = re.compile(r"^(true|false|[+-]?(0[xob])?[0-9a-fA-F_]+)$")
+_LOOKS_TYPED = re.compile(r"true|false|[+-]?(0[xob])?[0-9a-fA-F_]+")
 
 
 def kv_value(value: KvValue) -> str:
@@ -76,7 +76,7 @@ def kv_value(value: KvValue) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if value and not _NEEDS_QUOTES.search(value) and not _LOOKS_TYPED.match(value):
+    if value and not _NEEDS_QUOTES.search(value) and not _LOOKS_TYPED.fullmatch(value):
         return value
     if is_bracketed_list(value):
         return value

@@ -80,6 +80,8 @@ def decode_cmdline(cmdline: str) -> dict[str, Any]:
         data = json.loads(raw)
     except (binascii.Error, ValueError) as e:
         raise IdentityError(f"{PARAM} on the kernel command line is damaged: {e}") from None
+    except RecursionError:  # JSON nested deeper than Python's parser goes
+        raise IdentityError(f"{PARAM} on the kernel command line is nested too deeply") from None
     if not isinstance(data, dict):
         raise IdentityError(f"{PARAM} on the kernel command line is not an object")
     return data
