@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO
+from typing import IO, Literal
 
 import attrs
 
@@ -131,6 +131,7 @@ class _Group:
         stdin: int,
         extra_env: Mapping[str, str] | None,
         cwd: str | os.PathLike[str] | None,
+        lines_from: Literal["stdout", "stderr"] = "stdout",
     ) -> None:
         self.argv = tuple(argv)
         env = {**os.environ, **extra_env} if extra_env is not None else None
@@ -150,10 +151,17 @@ class _Group:
             if err.filename == self.argv[0]:
                 raise not_found(self.argv[0]) from err
             raise
-        assert self.proc.stderr is not None
-        self.stderr_reader = _Reader(self.proc.stderr)
-        self.stderr_reader.start()
+        # One pipe is read line by line by the caller; the other is drained here.
+        self.lines_from = lines_from
+        drained = self.proc.stderr if lines_from == "stdout" else self.proc.stdout
+        assert drained is not None
+        self.drain_reader = _Reader(drained)
+        self.drain_reader.start()
         self.killed = False
+
+    @property
+    def line_pipe(self) -> IO[str] | None:
+        return self.proc.stdout if self.lines_from == "stdout" else self.proc.stderr
 
     def _leader_exited(self, *, block: bool) -> bool:
         """Whether the leader has exited, without reaping it (WNOWAIT keeps the pgid reserved)."""
@@ -262,7 +270,7 @@ def run(
         argv=group.argv,
         returncode=group.proc.returncode,
         stdout=stdout_reader.text(),
-        stderr=group.stderr_reader.text(),
+        stderr=group.drain_reader.text(),
     )
 
 
@@ -276,10 +284,11 @@ def _feed(pipe: IO[str] | None, text: str) -> None:
 
 
 class LineStream:
-    """A running child's stdout, one line (without its newline) per iteration.
+    """A running child's stdout (or stderr), one line (without its newline) per iteration.
 
-    After the ``spawn_lines`` block ends, ``returncode``, ``stderr`` and ``killed`` (we had to
-    stop it) describe how it ended.
+    After the ``spawn_lines`` block ends, ``returncode``, the other pipe's text (``stderr``
+    when reading stdout, ``stdout`` when reading stderr) and ``killed`` (we had to stop it)
+    describe how it ended.
     """
 
     def __init__(self, group: _Group) -> None:
@@ -288,13 +297,14 @@ class LineStream:
         self.pid = group.proc.pid
         self.eof = False
         self.returncode: int | None = None
+        self.stdout = ""
         self.stderr = ""
         self.killed = False
 
     def __iter__(self) -> Iterator[str]:
-        stdout = self._group.proc.stdout
-        assert stdout is not None
-        for line in stdout:
+        pipe = self._group.line_pipe
+        assert pipe is not None
+        for line in pipe:
             yield line.removesuffix("\n")
         self.eof = True
 
@@ -306,10 +316,15 @@ class LineStream:
             else:
                 group.stop(grace)
         finally:
-            if group.proc.stdout is not None:
-                group.proc.stdout.close()
+            pipe = group.line_pipe
+            if pipe is not None:
+                pipe.close()
             self.returncode = group.proc.returncode
-            self.stderr = group.stderr_reader.text()
+            drained = group.drain_reader.text()
+            if group.lines_from == "stdout":
+                self.stderr = drained
+            else:
+                self.stdout = drained
             self.killed = group.killed
 
 
@@ -320,14 +335,19 @@ def spawn_lines(
     extra_env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     grace: float = DEFAULT_GRACE,
+    lines_from: Literal["stdout", "stderr"] = "stdout",
 ) -> Iterator[LineStream]:
-    """Start ``argv`` and yield its stdout lines; the child's process group dies with the block.
+    """Start ``argv`` and yield its stdout lines (or stderr's: Nix logs there while its
+    result goes to stdout); the child's process group dies with the block.
 
     If the block read stdout to the end and returns normally, we wait for the child to exit by
     itself. Otherwise (exception, Ctrl-C, early return, generator closed) the whole group gets
     SIGTERM, ``grace`` seconds, then SIGKILL, and is reaped.
     """
-    stream = LineStream(_Group(argv, stdin=subprocess.DEVNULL, extra_env=extra_env, cwd=cwd))
+    group = _Group(
+        argv, stdin=subprocess.DEVNULL, extra_env=extra_env, cwd=cwd, lines_from=lines_from
+    )
+    stream = LineStream(group)
     graceful = False
     try:
         yield stream

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -31,11 +31,17 @@ from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
 from vmsilo_nix.errors import ConfigError, NixError, Problem, ProgramNotFoundError, VmsiloError
-from vmsilo_nix.nixeval import nix, source
+from vmsilo_nix.nixeval import nix, nix_eval_jobs, source
 from vmsilo_nix.plan import host as plan
+
+if TYPE_CHECKING:
+    from vmsilo_nix.build import run as build_run
+    from vmsilo_nix.build.planner import BuildPlan, VmTargets
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
+EXIT_BUILD_FAILED = 1
+DEFAULT_ARTIFACTS = "vmsilo-artifacts.json"
 
 
 class UsageError(VmsiloError):
@@ -64,6 +70,62 @@ def _artifacts_arg(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="JSON of store paths Nix built (program packages, kernels, initrds, root images); "
         "without it, programs run from PATH and boot artifacts are reported unbuilt",
+    )
+
+
+def _host_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("the host whose VMs are built (one of)")
+    ex = group.add_mutually_exclusive_group(required=True)
+    ex.add_argument(
+        "--flake",
+        metavar="REF#HOST",
+        help="a flake's NixOS host importing vmsilo's module: its "
+        "programs.vmsilo.package.guestSystems are built",
+    )
+    ex.add_argument(
+        "--file",
+        metavar="PATH.nix",
+        help="a .nix file evaluating to the programs.vmsilo attribute set; its VMs' guest "
+        "systems are evaluated with the nixpkgs of --nixpkgs",
+    )
+
+
+def _build_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("building")
+    group.add_argument(
+        "--nixpkgs",
+        metavar="PATH",
+        help="with --file: the nixpkgs tree to build the guest systems from",
+    )
+    group.add_argument(
+        "--artifacts-out",
+        "--out-link",
+        dest="artifacts_out",
+        metavar="FILE",
+        default=None,
+        help=f"where to write the artifacts JSON (default: {DEFAULT_ARTIFACTS}); entries of "
+        "VMs not built this time are kept",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=None,
+        help="nix-eval-jobs workers (default: up to 4)",
+    )
+    group.add_argument(
+        "--max-memory-size",
+        type=int,
+        metavar="MIB",
+        default=nix_eval_jobs.DEFAULT_MAX_MEMORY_MIB,
+        help="restart a nix-eval-jobs worker above this much memory",
+    )
+    group.add_argument(
+        "--eval-jobs",
+        dest="eval_jobs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="evaluate with nix-eval-jobs (default: when it is on PATH)",
     )
 
 
@@ -161,7 +223,53 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _source_args(gen)
     gen.add_argument("--out", "-o", required=True, metavar="DIR", help="the tree's directory")
     _artifacts_arg(gen)
+    gen.add_argument(
+        "--build",
+        action="store_true",
+        help="first build every VM (as `vmsilo build`) and use what it built",
+    )
+    _build_args(gen)
     _json_arg(gen)
+
+    build_p = sub.add_parser(
+        "build",
+        help="build the VMs' kernels, initrds, root images and systems with nix build",
+        description="Evaluate the distinct guest systems of the VMs (with nix-eval-jobs when "
+        "it is installed, else one nix eval), build them with one nix build, and write the "
+        "artifacts file `vmsilo generate --artifacts` reads. Remote builders, --max-jobs and "
+        "substituters are Nix's own: pass them with --option (for example --option builders "
+        "'ssh://big x86_64-linux').",
+    )
+    build_p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
+    _host_args(build_p)
+    _build_args(build_p)
+    build_p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="evaluate and list what would be built; build nothing, write nothing",
+    )
+    _json_arg(build_p)
+
+    status_p = sub.add_parser(
+        "status",
+        help="which VMs are built, running, current, outdated or stale",
+        description="For each VM of the installed package tree: not built, built, running "
+        "current, running outdated (it runs an older configuration than the installed one), "
+        "running stale (with --flake: the flake on disk gives a different system than the "
+        "installed one), or failed (its unit failed; the last journal line is shown).",
+    )
+    status_p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
+    status_p.add_argument(
+        "--flake",
+        metavar="REF#HOST",
+        help="also compare with this flake's configuration (finds stale VMs)",
+    )
+    status_p.add_argument(
+        "--tree",
+        metavar="DIR",
+        help="the installed package tree (default: the one vm-status on PATH belongs to)",
+    )
+    _json_arg(status_p)
 
     wayland = sub.add_parser(
         "wayland-context",
@@ -356,10 +464,7 @@ def _config_and_plan(
     checked = _load(args, err, artifacts)
     names = [vm.name for vm in checked.config.nixos_vms]
     for name in wanted:
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"no VM is named {name!r}{hint} (VMs: {', '.join(names) or 'none'})")
+        _check_vm_name(name, names)
     return checked.config, checked.plan, artifacts
 
 
@@ -387,7 +492,234 @@ def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def _build_host(args: argparse.Namespace) -> build_run.Host:
+    """What `build` (and `generate --build`) builds: a flake's host, or a file's VMs."""
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    if args.flake:
+        if args.nixpkgs:
+            raise UsageError("--nixpkgs goes with --file; a flake's host has its own nixpkgs")
+        return source.FlakeSource.parse(args.flake)
+    if not args.nixpkgs:
+        raise UsageError("--file needs --nixpkgs PATH: the nixpkgs to build the guests from")
+    if not args.file.endswith(".nix"):
+        raise UsageError(f"building needs a .nix file (its guestConfig is Nix), got {args.file!r}")
+    return build_run.FileHost(Path(args.file), Path(args.nixpkgs))
+
+
+
+def _build_plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> BuildPlan:
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    from vmsilo_nix.build import planner  # noqa: PLC0415
+    src = _build_host(args)
+    with _progress(err, f"Evaluating the guest systems of {src.describe()}..."):
+        results = build_run.evaluate(
+            src,
+            opts=_nix_options(args),
+            workers=args.workers,
+            max_memory_mib=args.max_memory_size,
+            use_eval_jobs=args.eval_jobs,
+        )
+    names = planner.vm_names(results)
+    for name in wanted:
+        _check_vm_name(name, names)
+    return planner.plan_builds(results, wanted)
+
+
+
+def _check_vm_name(name: str, names: Sequence[str]) -> None:
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"no VM is named {name!r}{hint} (VMs: {', '.join(names) or 'none'})")
+
+
+
+def _build(
+    args: argparse.Namespace, err: Console, wanted: Sequence[str]
+) -> tuple[build_run.BuildReport, dict[str, Any]]:
+    """Evaluate, build, write the artifacts file (also after a partial failure)."""
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    from vmsilo_nix.build import artifacts as build_artifacts  # noqa: PLC0415
+    from vmsilo_nix.build import display as build_display  # noqa: PLC0415
+    bplan = _build_plan(args, err, wanted)
+    with build_display.show(err, bplan) as on_event:
+        report = build_run.build(bplan, opts=_nix_options(args), on_event=on_event)
+    target = Path(args.artifacts_out or DEFAULT_ARTIFACTS)
+    doc = build_artifacts.updated(target, report.succeeded)
+    write_atomically(target, build_artifacts.text(doc))
+    failed = [r for r in report.results.values() if r.status == "failed"]
+    order = _vm_order(args, [r.targets for r in failed])
+    for result in failed:
+        _print_build_failure(result, order, err)
+    return report, doc
+
+
+
+def _vm_order(args: argparse.Namespace, failed: Sequence[VmTargets]) -> list[str | None]:
+    """The VMs' order, when some guest system did not evaluate (to name its options)."""
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    if not any(t.failures for t in failed):
+        return []
+    return build_run.vm_order(_build_host(args), _nix_options(args))
+
+
+
+def _print_build_failure(
+    result: build_run.VmResult, order: Sequence[str | None], err: Console
+) -> None:
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    if result.targets.failures:
+        where = build_run.guest_options(result.vm, order)
+        _error(err, f"VM {result.vm} was not built: {where} does not evaluate: {result.error}")
+        return
+    if not result.failed:
+        _error(err, f"VM {result.vm} was not built: {result.error}")
+        return
+    for drv, log in result.failed.items():
+        _error(err, f"VM {result.vm} was not built: {drv} failed to build")
+        if log:
+            err.print(Text("  its log ends with:\n" + "\n".join(f"    {line}" for line in log)))
+
+
+
+def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.dry_run:
+        return _dry_run(args, out, err)
+    report, _ = _build(args, err, args.vms)
+    target = args.artifacts_out or DEFAULT_ARTIFACTS
+    if args.json:
+        print_json(
+            {
+                "ok": report.ok,
+                "artifacts": target,
+                "seconds": round(report.seconds, 3),
+                "vms": {n: r.to_json() for n, r in report.results.items()},
+            }
+        )
+        return EXIT_OK if report.ok else EXIT_BUILD_FAILED
+    for name, r in report.results.items():
+        toplevel = r.targets.targets.get("toplevel")
+        system = toplevel.out_path if toplevel else ""
+        sys.stdout.write(f"{name}\t{r.status}\t{r.seconds:.1f}s\t{system}\n")
+    ok = sum(1 for r in report.results.values() if r.status != "failed")
+    verdict = "" if report.ok else " (partial: some VMs failed)"
+    out.print(f"wrote {target}: {ok} of {len(report.results)} VMs built{verdict}")
+    return EXIT_OK if report.ok else EXIT_BUILD_FAILED
+
+
+
+def _dry_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """What would be built: each VM's system derivation, or why it does not evaluate."""
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    bplan = _build_plan(args, err, args.vms)
+    if args.json:
+        print_json({"vms": _planned_json(bplan), "drvPaths": bplan.drv_paths})
+    else:
+        for name, t in bplan.vms.items():
+            what = (
+                t.targets["toplevel"].drv_path
+                if t.ok
+                else f"does not evaluate: {build_run.eval_failure_message(t)}"
+            )
+            sys.stdout.write(f"{name}\t{what}\n")
+        out.print(
+            f"would build {len(bplan.drv_paths)} derivations for {len(bplan.vms)} VMs "
+            f"({len(bplan.systems)} distinct guest systems)"
+        )
+    failed = [t for t in bplan.vms.values() if not t.ok]
+    order = _vm_order(args, failed)
+    for t in failed:
+        where = build_run.guest_options(t.vm, order)
+        _error(err, f"VM {t.vm}: {where} does not evaluate: {build_run.eval_failure_message(t)}")
+    return EXIT_BUILD_FAILED if failed else EXIT_OK
+
+
+
+def _planned_json(bplan: BuildPlan) -> dict[str, object]:
+    """Each VM's planned targets; VMs sharing a system share one record (made once)."""
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    records: dict[int, dict[str, object]] = {}
+
+    def record(t: VmTargets) -> dict[str, object]:
+        return {
+            "status": "planned" if t.ok else "failed",
+            "drvPaths": {p: x.drv_path for p, x in t.targets.items()},
+            "outPaths": {p: x.path for p, x in t.targets.items()},
+            "error": build_run.eval_failure_message(t) or None,
+        }
+
+    vms: dict[str, object] = {}
+    for name, t in bplan.vms.items():
+        if id(t.targets) not in records:
+            records[id(t.targets)] = record(t)
+        vms[name] = records[id(t.targets)]
+    return vms
+
+
+
+def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    from vmsilo_nix.build import planner  # noqa: PLC0415
+    from vmsilo_nix.build import status as vm_status  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    tree = vm_status.find_tree(args.tree)
+    names = list(vm_status.read_manifest(tree)["vms"])
+    for name in args.vms:
+        _check_vm_name(name, names)
+    toplevels = None
+    if args.flake:
+        src = source.FlakeSource.parse(args.flake)
+        with _progress(err, f"Evaluating the guest systems of {src.describe()}..."):
+            bplan = planner.plan_builds(build_run.evaluate(src, opts=_nix_options(args)))
+        toplevels = {n: t.targets["toplevel"].out_path for n, t in bplan.vms.items() if t.ok}
+    report = vm_status.status(tree, args.vms, toplevels)
+    if args.json:
+        print_json({"vms": {s.vm: s.to_json() for s in report}})
+        return EXIT_OK
+    rows = [
+        (
+            s.vm,
+            s.state,
+            str(s.cid) if s.cid is not None else "",
+            f"{s.memory} MiB" if s.memory is not None else "",
+            ", ".join(s.units),
+            s.detail,
+        )
+        for s in report
+    ]
+    if not out.is_terminal:  # one tab-separated line per VM, like vm-status
+        for row in rows:
+            sys.stdout.write("\t".join(row).rstrip("\t") + "\n")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for column in ("VM", "STATE", "CID", "MEMORY", "UNIT", ""):
+        table.add_column(column, no_wrap=column != "")
+    for row in rows:
+        table.add_row(
+            *row[:1], Text(row[1], style=STATE_STYLES[row[1]]), *row[2:5], Text(row[5], style="dim")
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+
+STATE_STYLES = {
+    "not built": "yellow",
+    "built": "",
+    "running current": "green",
+    "running outdated": "yellow",
+    "running stale": "yellow",
+    "failed": "bold red",
+}
+
+
+
 def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    built_ok = True
+    if args.build:
+        report, _ = _build(args, err, ())
+        built_ok = report.ok
+        args.artifacts = args.artifacts_out or DEFAULT_ARTIFACTS
     config, p, artifacts = _config_and_plan(args, err)
     # Only generate renders; check and plan start without the renderers.
     from vmsilo_nix.render import generate  # noqa: PLC0415
@@ -411,7 +743,7 @@ def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(
             Text(f"note: not built yet, their launchers refuse to start: {', '.join(unbuilt)}")
         )
-    return EXIT_OK
+    return EXIT_OK if built_ok else EXIT_BUILD_FAILED
 
 
 def cmd_wayland_context(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -427,9 +759,13 @@ def cmd_guest_setup(args: argparse.Namespace, out: Console, err: Console) -> int
 
 
 # Commands that build their data, print it and exit (the others serve for a VM's lifetime).
-BATCH = frozenset({"check", "eval", "plan", "show", "generate", "options", "facts"})
+BATCH = frozenset(
+    {"check", "eval", "plan", "show", "generate", "build", "status", "options", "facts"}
+)
 
 COMMANDS = {
+    "build": cmd_build,
+    "status": cmd_status,
     "generate": cmd_generate,
     "guest-setup": cmd_guest_setup,
     "channel": cmd_channel,

@@ -7,11 +7,13 @@ function that runs it through ``process.run`` and checks the result. Flags live 
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
+import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Literal, TypeAlias
 
@@ -339,38 +341,48 @@ def shipped_expr(name: str) -> str:
     return resources.files("vmsilo_nix.nixeval").joinpath("exprs", name).read_text(encoding="utf-8")
 
 
-def drvs_apply() -> str:
-    """The ``--apply`` function listing every derivation of a set (see ``nix/drvs.nix``)."""
-    return f"({shipped_expr('drvs.nix')}).all"
+def _then(select: str | None, f: str) -> str:
+    """``f``, or ``x: f (select x)``: a function applied to the source's value first."""
+    return f if select is None else f"(value: {f} (({select}) value))"
 
 
-def drv_at_apply(attr_path: AttrPath) -> str:
+def drvs_apply(select: str | None = None) -> str:
+    """The ``--apply`` function listing every derivation of a set (see ``exprs/drvs.nix``)."""
+    return _then(select, f"({shipped_expr('drvs.nix')}).all")
+
+
+def drv_at_apply(attr_path: AttrPath, select: str | None = None) -> str:
     """The ``--apply`` function giving the derivation at one attribute path."""
-    return f"({shipped_expr('drvs.nix')}).at {nix_value(list(attr_path))}"
+    return _then(select, f"(({shipped_expr('drvs.nix')}).at {nix_value(list(attr_path))})")
 
 
-def eval_drvs(source: Source, *, opts: NixOptions = DEFAULT_OPTIONS) -> dict[AttrPath, DrvResult]:
+def eval_drvs(
+    source: Source, *, select: str | None = None, opts: NixOptions = DEFAULT_OPTIONS
+) -> dict[AttrPath, DrvResult]:
     """Derivations of every attribute of ``source``, keyed by attribute path, in ONE eval.
 
-    This is the fallback when nix-eval-jobs is missing and gives the same mapping. A ``throw``
-    or failed ``assert`` (how NixOS reports bad configurations) fails only its attribute;
-    other errors fail the whole call with ``NixError``.
+    ``select`` is a Nix function applied to the source's value first (shipped text). This is
+    the fallback when nix-eval-jobs is missing and gives the same mapping. A ``throw`` or
+    failed ``assert`` (how NixOS reports bad configurations) fails only its attribute; other
+    errors fail the whole call with ``NixError``.
     """
-    listing = _eval_source(source, drvs_apply(), opts)
+    listing = _eval_source(source, drvs_apply(select), opts)
     if not isinstance(listing, list):
         raise VmsiloError(f"derivation listing is not a list: {listing!r:.200}")
     results: dict[AttrPath, DrvResult] = {}
     for entry in listing:
         result = drv_result_from_json(entry)
         if isinstance(result, EvalFailure):
-            result = _explain_failure(source, result.attr_path, opts)
+            result = _explain_failure(source, result.attr_path, select, opts)
         results[result.attr_path] = result
     return results
 
 
-def _explain_failure(source: Source, attr_path: AttrPath, opts: NixOptions) -> DrvResult:
+def _explain_failure(
+    source: Source, attr_path: AttrPath, select: str | None, opts: NixOptions
+) -> DrvResult:
     try:
-        return drv_result_from_json(_eval_source(source, drv_at_apply(attr_path), opts))
+        return drv_result_from_json(_eval_source(source, drv_at_apply(attr_path, select), opts))
     except NixError as err:
         return EvalFailure(attr_path, str(err))
 
@@ -414,29 +426,99 @@ def drv_result_from_json(entry: JSON) -> DrvResult:
 def build_argv(
     drv_paths: Sequence[str], version: NixVersion, *, opts: NixOptions = DEFAULT_OPTIONS
 ) -> list[str]:
-    """``nix build --json --no-link DRV...``, each ``DRV`` spelled to mean "its outputs"."""
+    """``nix build --json --no-link --keep-going --log-format internal-json DRV...``.
+
+    Each ``DRV`` is spelled to mean "its outputs". ``--keep-going`` builds everything that can
+    be built when something fails; the machine-readable log goes to stderr, line by line.
+    """
     suffix = "^*" if version.drv_needs_outputs_suffix else ""
-    return opts.argv("build", "--json", "--no-link", *(f"{p}{suffix}" for p in drv_paths))
+    return opts.argv(
+        "build",
+        "--json",
+        "--no-link",
+        "--keep-going",
+        "--log-format",
+        "internal-json",
+        *(f"{p}{suffix}" for p in drv_paths),
+    )
+
+
+OnLogLine = Callable[[str], None]
+
+
+@attrs.frozen
+class BuildOutcome:
+    """How a build ended: ``built`` maps each drvPath to its outputs when every build
+    succeeded; after a failure it is None (what did build is in the store), and ``error`` is
+    Nix's message."""
+
+    built: Mapping[str, Mapping[str, str]] | None
+    error: NixError | None = None
 
 
 def build(
-    drv_paths: Iterable[str], *, opts: NixOptions = DEFAULT_OPTIONS
-) -> dict[str, dict[str, str]]:
-    """Build derivations; returns ``{drvPath: {output name: store path}}``.
+    drv_paths: Iterable[str], on_log: OnLogLine, *, opts: NixOptions = DEFAULT_OPTIONS
+) -> BuildOutcome:
+    """Build derivations; every stderr line (Nix's internal-json log) goes to ``on_log``.
 
     Results come back in any order, so they are matched by ``drvPath``, never by position.
+    A build failure is an outcome, not an exception: the other derivations were still built.
+    Nix and every builder it started are stopped if we are interrupted.
     """
     wanted = list(dict.fromkeys(drv_paths))
     if not wanted:
-        return {}
+        return BuildOutcome(built={})
     argv = build_argv(wanted, nix_version(opts), opts=opts)
-    result = _run_checked(argv)
+    tail: collections.deque[str] = collections.deque(maxlen=200)
+    with process.spawn_lines(argv, lines_from="stderr") as stream:
+        for line in stream:
+            tail.append(line)
+            on_log(line)
+    if stream.returncode != 0:
+        return BuildOutcome(None, NixError(argv, stream.returncode or 1, _plain_log(tail)))
     try:
-        return parse_build_output(_parse_json(result), wanted)
-    except ValueError as err:
+        return BuildOutcome(parse_build_output(json.loads(stream.stdout), wanted))
+    except (ValueError, json.JSONDecodeError) as err:
         raise NixOutputError(
-            argv, 0, result.stderr, f"unexpected 'nix build --json' output: {err}"
+            argv, 0, stream.stderr, f"unexpected 'nix build --json' output: {err}"
         ) from err
+
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI_RE.sub("", text)
+
+
+def _plain_log(lines: Iterable[str]) -> str:
+    """Nix's human messages out of an internal-json log (what ``NixError`` shows)."""
+    out = []
+    for line in lines:
+        if line.startswith("@nix "):
+            try:
+                entry = json.loads(line[5:])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get("action") == "msg":
+                out.append(strip_ansi(str(entry.get("msg", ""))))
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def requisites_argv(paths: Sequence[str], *, opts: NixOptions = DEFAULT_OPTIONS) -> list[str]:
+    """``nix-store --query --requisites PATH...``: every derivation a derivation needs."""
+    # nix-store is installed beside nix (a legacy command every Nix and Lix still ships).
+    program = os.path.join(os.path.dirname(opts.program), "nix-store")
+    return [program, "--query", "--requisites", *paths]
+
+
+def requisites(paths: Sequence[str], *, opts: NixOptions = DEFAULT_OPTIONS) -> set[str]:
+    """The closure of ``paths`` (for ``.drv`` files: every derivation they need built)."""
+    if not paths:
+        return set()
+    return set(_run_checked(requisites_argv(paths, opts=opts)).stdout.split())
 
 
 def parse_build_output(output: JSON, wanted: Sequence[str]) -> dict[str, dict[str, str]]:

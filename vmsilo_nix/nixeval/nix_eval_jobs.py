@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterable
 
@@ -35,8 +34,6 @@ DEFAULT_MAX_MEMORY_MIB = 4096
 
 OnResult = Callable[[DrvResult], None]
 
-_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
 
 class EvalJobsOutputError(VmsiloError):
     """nix-eval-jobs printed a line we cannot understand."""
@@ -52,26 +49,45 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _source_args(source: Source) -> list[str]:
+def _source_args(source: Source, select: str | None = None) -> list[str]:
+    if select is not None:
+        # nix-eval-jobs cannot apply a function to what it evaluates: the expression does.
+        impure, expr = _source_expr(source)
+        return [*(["--impure"] if impure else []), "--expr", f"({select}) ({expr})"]
     match source:
         case FlakeRef(ref):
             return ["--flake", ref]
         case NixFile(path, ""):
             return [os.path.abspath(path)]
-        case NixFile(path, attr):
+        case NixFile(_, _):
             # nix-eval-jobs takes no attribute path for files: the shipped select.nix picks it.
-            select = nix.shipped_expr("select.nix")
-            where = nix.nix_value(os.path.abspath(path))
-            names: nix.JSON = list(nix.split_attr_path(attr))
-            expr = f"({select}) {where} {nix.nix_value(names)}"
-            return ["--impure", "--expr", expr]
+            return ["--impure", "--expr", _source_expr(source)[1]]
         case NixExpr(expr, impure):
             return [*(["--impure"] if impure else []), "--expr", expr]
+
+
+def _source_expr(source: Source) -> tuple[bool, str]:
+    """``source``'s value as an expression, and whether it needs ``--impure``."""
+    match source:
+        case FlakeRef(ref):
+            flake, _, attr = ref.partition("#")
+            if flake.startswith((".", "/")):
+                flake = os.path.abspath(flake)  # getFlake wants absolute paths
+            path: nix.JSON = list(nix.split_attr_path(attr))
+            select = nix.shipped_expr("flake-select.nix")
+            return True, f"({select}) {nix.nix_value(flake)} {nix.nix_value(path)}"
+        case NixFile(path, attr):
+            names: nix.JSON = list(nix.split_attr_path(attr))
+            where = nix.nix_value(os.path.abspath(path))
+            return True, f"({nix.shipped_expr('select.nix')}) {where} {nix.nix_value(names)}"
+        case NixExpr(expr, impure):
+            return impure, expr
 
 
 def evaluate_argv(
     source: Source,
     *,
+    select: str | None = None,
     workers: int,
     max_memory_mib: int,
     gc_roots_dir: str | None = None,
@@ -88,7 +104,7 @@ def evaluate_argv(
         argv += ["--option", key, value]
     if opts.show_trace:
         argv.append("--show-trace")
-    return argv + _source_args(source)
+    return argv + _source_args(source, select)
 
 
 def parse_line(line: str, lineno: int = 0) -> DrvResult:
@@ -107,7 +123,7 @@ def parse_line(line: str, lineno: int = 0) -> DrvResult:
             f"unexpected nix-eval-jobs output{where}: {err}: {line[:200]!r}"
         ) from None
     if isinstance(result, EvalFailure):
-        return EvalFailure(result.attr_path, _ANSI_RE.sub("", result.error).strip())
+        return EvalFailure(result.attr_path, nix.strip_ansi(result.error).strip())
     return result
 
 
@@ -124,6 +140,7 @@ def parse_lines(lines: Iterable[str]) -> dict[AttrPath, DrvResult]:
 def evaluate(
     source: Source,
     *,
+    select: str | None = None,
     workers: int | None = None,
     max_memory_mib: int = DEFAULT_MAX_MEMORY_MIB,
     gc_roots_dir: str | None = None,
@@ -138,6 +155,7 @@ def evaluate(
     """
     argv = evaluate_argv(
         source,
+        select=select,
         workers=workers if workers is not None else default_workers(),
         max_memory_mib=max_memory_mib,
         gc_roots_dir=gc_roots_dir,
@@ -161,6 +179,7 @@ def evaluate(
 def eval_drvs(
     source: Source,
     *,
+    select: str | None = None,
     workers: int | None = None,
     max_memory_mib: int = DEFAULT_MAX_MEMORY_MIB,
     opts: NixOptions = DEFAULT_OPTIONS,
@@ -169,19 +188,21 @@ def eval_drvs(
 ) -> dict[AttrPath, DrvResult]:
     """Derivations of ``source`` by attribute path: nix-eval-jobs if on PATH, else plain nix.
 
-    ``use_eval_jobs`` forces the choice (None: decide by PATH). Both give the same mapping.
+    ``select`` is a Nix function applied to the source's value first. ``use_eval_jobs``
+    forces the choice (None: decide by PATH). Both give the same mapping.
     """
     if use_eval_jobs is None:
         use_eval_jobs = available()
     if use_eval_jobs:
         return evaluate(
             source,
+            select=select,
             workers=workers,
             max_memory_mib=max_memory_mib,
             opts=opts,
             on_result=on_result,
         )
-    results = nix.eval_drvs(source, opts=opts)
+    results = nix.eval_drvs(source, select=select, opts=opts)
     if on_result is not None:
         for result in results.values():
             on_result(result)

@@ -1,0 +1,267 @@
+"""`vmsilo build`: evaluate the VMs' guest systems, build them, report per VM.
+
+1. Evaluate ``REF#nixosConfigurations.HOST.config.programs.vmsilo.package.guestSystems``
+   through ``exprs/builds.nix``: nix-eval-jobs when installed (parallel workers), else one
+   ``nix eval``. Results are keyed by attribute path, never by order.
+2. Plan (``planner.py``): each VM's four targets; shared guest systems are built once.
+3. Build: one ``nix build --keep-going`` of every derivation, its log shown as progress. A
+   failure does not stop the others; each failed VM names the derivation and its log's end.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
+
+import attrs
+
+from vmsilo_nix.build.planner import PARTS, BuildPlan, VmTargets
+from vmsilo_nix.build.progress import Event, Progress
+from vmsilo_nix.config.paths import format_path
+from vmsilo_nix.errors import NixError, VmsiloError
+from vmsilo_nix.nixeval import nix, nix_eval_jobs
+from vmsilo_nix.nixeval.nix import AttrPath, DrvResult, FlakeRef, NixExpr, NixOptions
+from vmsilo_nix.nixeval.source import FlakeSource
+
+Status = Literal["built", "substituted", "present", "failed"]
+OnEvent = Callable[[Event | None, Progress], None]
+
+
+class BuildError(VmsiloError):
+    """What to build could not be worked out (the host, its module, its guest systems)."""
+
+
+def package(src: FlakeSource) -> FlakeRef:
+    """The host's ``programs.vmsilo.package``: its guestSystems are what is built."""
+    return FlakeRef(f"{src.installable}.package")
+
+
+#: vmsilo's NixOS host module, in the checkout this engine runs from.
+HOST_MODULE = Path(__file__).resolve().parents[2] / "nix" / "module.nix"
+
+
+@attrs.frozen
+class FileHost:
+    """``--file F.nix --nixpkgs P``: the file's ``programs.vmsilo`` in a NixOS host evaluated
+    with that nixpkgs and vmsilo's host module (``exprs/file-host.nix``)."""
+
+    file: Path
+    nixpkgs: Path
+    module: Path = HOST_MODULE
+
+    def package(self) -> NixExpr:
+        if not self.module.exists():
+            raise BuildError(
+                f"--file needs vmsilo's NixOS module ({self.module}), which is not beside this "
+                "engine; use --flake with a host that imports vmsilo.nixosModules.default"
+            )
+        if not (self.nixpkgs / "nixos" / "lib" / "eval-config.nix").exists():
+            raise BuildError(f"--nixpkgs {self.nixpkgs}: not a nixpkgs tree (no nixos/lib)")
+        args: nix.JSON = {
+            "nixpkgs": str(self.nixpkgs.resolve()),
+            "module": str(self.module),
+            "file": str(self.file.resolve()),
+        }
+        expr = f"({nix.shipped_expr('file-host.nix')}) {nix.nix_value(args)}"
+        return NixExpr(expr, impure=True)
+
+    def describe(self) -> str:
+        return f"{self.file} with the nixpkgs {self.nixpkgs}"
+
+
+Host = FlakeSource | FileHost
+
+
+def evaluate(
+    src: Host,
+    *,
+    opts: NixOptions = nix.DEFAULT_OPTIONS,
+    workers: int | None = None,
+    max_memory_mib: int = nix_eval_jobs.DEFAULT_MAX_MEMORY_MIB,
+    use_eval_jobs: bool | None = None,
+    on_result: nix_eval_jobs.OnResult | None = None,
+) -> dict[AttrPath, DrvResult]:
+    """The derivations of every distinct guest system, by attribute path
+    ``["vm1,vm2", part(, file)]`` (see ``exprs/builds.nix``)."""
+    try:
+        return nix_eval_jobs.eval_drvs(
+            package(src) if isinstance(src, FlakeSource) else src.package(),
+            select=nix.shipped_expr("builds.nix"),
+            workers=workers,
+            max_memory_mib=max_memory_mib,
+            opts=opts,
+            on_result=on_result,
+            use_eval_jobs=use_eval_jobs,
+        )
+    except NixError as err:
+        raise (_explain(src, err, opts) if isinstance(src, FlakeSource) else err) from err
+    except nix_eval_jobs.EvalJobsOutputError as err:
+        raise BuildError(f"{err}; nothing was built") from err
+
+
+def _explain(src: FlakeSource, err: NixError, opts: NixOptions) -> VmsiloError:
+    """A missing attribute in the words of the configuration: which host, or which module."""
+    text = str(err)
+    ours = (src.host, "vmsilo", "package", "guestSystems")
+    if "does not provide attribute" not in text and not any(
+        f"attribute '{name}' missing" in text for name in ours
+    ):
+        return err
+    where = f"{src.ref}#nixosConfigurations.{src.host}"
+    try:
+        hosts = nix.eval_json_installable(
+            f"{src.ref}#nixosConfigurations", apply="builtins.attrNames", opts=opts
+        )
+    except NixError:
+        return err
+    if isinstance(hosts, list) and src.host not in hosts:
+        listed = ", ".join(str(h) for h in hosts) or "none"
+        return BuildError(f"the flake {src.ref} has no NixOS host {src.host!r} (hosts: {listed})")
+    return BuildError(
+        f"{where} does not use vmsilo's NixOS module: it has no "
+        "config.programs.vmsilo.package.guestSystems. Add vmsilo.nixosModules.default to the "
+        "host's modules."
+    )
+
+
+def vm_order(src: Host, opts: NixOptions = nix.DEFAULT_OPTIONS) -> list[str | None]:
+    """The VMs' names in ``nixosVms`` order, to name a failing VM's options (asked only then)."""
+    names_of = "v: map (vm: vm.name or null) (v.nixosVms or [ ])"
+    try:
+        if isinstance(src, FlakeSource):
+            names = nix.eval_json_installable(src.installable, apply=names_of, opts=opts)
+        else:
+            names = nix.eval_json_file(str(src.file.resolve()), apply=names_of, opts=opts)
+    except NixError:
+        return []
+    return [n if isinstance(n, str) else None for n in names] if isinstance(names, list) else []
+
+
+def guest_options(vm: str, order: Sequence[str | None]) -> str:
+    """``programs.vmsilo.nixosVms[1] (work).guestConfig``: where a guest system comes from."""
+    index = order.index(vm) if vm in order else None
+    if index is None:
+        return f"the guest system of VM {vm!r}"
+    return format_path(["nixosVms", index, "guestConfig"], order)
+
+
+@attrs.frozen
+class VmResult:
+    vm: str
+    targets: VmTargets
+    status: Status
+    seconds: float = 0.0
+    #: Failed derivations this VM needs, each with the last lines of its log.
+    failed: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: A message when the VM failed without a failed build (evaluation, Nix itself).
+    error: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        t = self.targets.targets
+        return {
+            "status": self.status,
+            "system": t["toplevel"].out_path if "toplevel" in t else None,
+            "platform": t["toplevel"].system if "toplevel" in t else None,
+            "drvPaths": {p: t[p].drv_path for p in PARTS if p in t},
+            "outPaths": {p: t[p].path for p in PARTS if p in t},
+            "seconds": round(self.seconds, 3),
+            "failed": [{"drvPath": d, "log": list(log)} for d, log in self.failed.items()],
+            "error": self.error or None,
+        }
+
+
+@attrs.frozen
+class BuildReport:
+    results: Mapping[str, VmResult]
+    progress: Progress
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "failed" for r in self.results.values())
+
+    @property
+    def succeeded(self) -> dict[str, VmTargets]:
+        return {n: r.targets for n, r in self.results.items() if r.status != "failed"}
+
+
+def eval_failure_message(targets: VmTargets) -> str:
+    """``rootImage: <Nix's message>`` for each part of the VM's guest system that failed."""
+    return "; ".join(
+        f"{'.'.join(f.attr_path[1:2]) or 'its guest system'}: {f.error}" for f in targets.failures
+    )
+
+
+def build(
+    plan: BuildPlan,
+    *,
+    opts: NixOptions = nix.DEFAULT_OPTIONS,
+    on_event: OnEvent | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> BuildReport:
+    progress = Progress()
+    start = clock()
+    finished_at: dict[str, float] = {}
+
+    def on_log(line: str) -> None:
+        event = progress.feed(line)
+        if event is not None and event.kind in ("finished", "substituted"):
+            finished_at[event.text] = clock() - start
+        if on_event is not None:
+            on_event(event, progress)
+
+    outcome = nix.build(plan.drv_paths, on_log, opts=opts)
+    seconds = clock() - start
+    results: dict[str, VmResult] = {}
+    failed_vms: list[VmTargets] = []
+    for name, targets in plan.vms.items():
+        if not targets.ok:
+            results[name] = VmResult(
+                name, targets, "failed", error=eval_failure_message(targets) or "not evaluated"
+            )
+        elif outcome.built is None and not all(
+            os.path.exists(t.path) for t in targets.targets.values()
+        ):
+            failed_vms.append(targets)
+        else:
+            results[name] = VmResult(
+                name,
+                targets,
+                _status(targets, progress),
+                seconds=max((finished_at.get(d, 0.0) for d in _keys(targets)), default=0.0),
+            )
+    for targets in failed_vms:
+        results[targets.vm] = _failed(targets, progress, outcome.error, opts)
+    return BuildReport({n: results[n] for n in plan.vms}, progress, seconds)
+
+
+def _keys(targets: VmTargets) -> list[str]:
+    return [*targets.drv_paths, *(t.out_path for t in targets.targets.values())]
+
+
+def _status(targets: VmTargets, progress: Progress) -> Status:
+    if any(d in progress.tails for d in targets.drv_paths):
+        return "built"
+    if any(t.out_path in progress.substituted_paths for t in targets.targets.values()):
+        return "substituted"
+    return "present"
+
+
+def _failed(
+    targets: VmTargets, progress: Progress, error: NixError | None, opts: NixOptions
+) -> VmResult:
+    """A VM Nix did not finish: the failed derivations it needs (itself or a dependency)."""
+    mine = set(targets.drv_paths)
+    candidates = [d for d in progress.failed if d not in mine]
+    needed = set(mine)
+    if candidates:
+        try:
+            needed |= nix.requisites(targets.drv_paths, opts=opts)
+        except NixError:
+            needed |= set(candidates)  # cannot tell: name them all rather than none
+    failed = {d: tuple(progress.tails.get(d, ())) for d in progress.failed if d in needed}
+    message = "" if failed else (str(error) if error is not None else "nix build failed")
+    return VmResult(targets.vm, targets, "failed", failed=failed, error=message)
