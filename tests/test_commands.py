@@ -23,6 +23,7 @@ SYSTEMCTL = r"""#!/usr/bin/env bash
 printf '%s\n' "$*" >> "$STATE/systemctl.log"
 case $1 in
   is-active) [[ $(cat "$STATE/${@: -1}" 2>/dev/null) == active ]] ;;
+  is-failed) [[ $(cat "$STATE/${@: -1}" 2>/dev/null) == failed ]] ;;
   start) echo active > "$STATE/${@: -1}" ;;
   stop) rm -f "$STATE/${@: -1}" ;;
 esac
@@ -138,13 +139,14 @@ def test_vm_status(host: Host) -> None:
     run.mkdir(parents=True)
     host.set_active("work")
     (run / "fingerprint").write_text(fingerprint(work) + "\n")
-    assert host.run("vm-status").stdout == "work\trunning\nvault\tstopped\n"
+    assert host.run("vm-status").stdout == "work\trunning current\nvault\tbuilt\n"
     (run / "fingerprint").write_text("sha256:an-older-configuration\n")
     result = host.run("vm-status", "work")
-    assert result.stdout == "work\trunning (outdated: restart it to apply the new configuration)\n"
+    assert result.stdout == "work\trunning outdated (restart it to apply the new configuration)\n"
+    (host.state / "vmsilo-vault.service").write_text("failed\n")
     assert json.loads(host.run("vm-status", "--json").stdout) == {
-        "work": "outdated",
-        "vault": "stopped",
+        "work": "running outdated",
+        "vault": "failed",
     }
 
 

@@ -160,7 +160,7 @@ def test_eval_expr_argv() -> None:
 )
 def test_build_argv_spells_drvs_per_version(version: NixVersion, targets: list[str]) -> None:
     argv = nix.build_argv(["/nix/store/a.drv", "/nix/store/b.drv"], version)
-    assert argv == ["nix", *FEATURES, "build", "--json", "--no-link", *targets]
+    assert argv == ["nix", *FEATURES, "build", "--json", "--no-link", "--keep-going", "--log-format", "internal-json", *targets]
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -251,14 +251,17 @@ def test_build_matches_results_by_drv_path(
     ]
     monkeypatch.setenv("FAKE_NIX_VERSION", version)
     monkeypatch.setenv("FAKE_NIX_STDOUT", json.dumps(answer))
-    result = nix.build([*wanted, wanted[0]])
-    assert result == {
+    lines: list[str] = []
+    monkeypatch.setenv("FAKE_NIX_STDERR", '@nix {"action":"msg","level":1,"msg":"hi"}\nplain\n')
+    result = nix.build([*wanted, wanted[0]], lines.append)
+    assert lines == ['@nix {"action":"msg","level":1,"msg":"hi"}', "plain"]
+    assert result.built == {
         wanted[0]: {"out": "/nix/store/a-out", "dev": "/nix/store/a-dev"},
         wanted[1]: {"out": "/nix/store/b-out"},
         wanted[2]: {"out": "/nix/store/c-out"},
     }
     argv = json.loads((fake_nix / "argv.json").read_text())
-    assert argv == [*FEATURES, "build", "--json", "--no-link", *(p + suffix for p in wanted)]
+    assert argv == [*FEATURES, "build", "--json", "--no-link", "--keep-going", "--log-format", "internal-json", *(p + suffix for p in wanted)]
 
 
 def test_build_missing_result_is_an_error(fake_nix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,11 +269,22 @@ def test_build_missing_result_is_an_error(fake_nix: Path, monkeypatch: pytest.Mo
         "FAKE_NIX_STDOUT", json.dumps([{"drvPath": "/nix/store/x.drv", "outputs": {}}])
     )
     with pytest.raises(nix.NixOutputError, match=r"no result for /nix/store/y\.drv"):
-        nix.build(["/nix/store/x.drv", "/nix/store/y.drv"])
+        nix.build(["/nix/store/x.drv", "/nix/store/y.drv"], print)
+
+
+def test_failed_build_is_an_outcome_with_nix_message(
+    fake_nix: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    msg = {"action": "msg", "level": 0, "msg": "\x1b[31;1merror:\x1b[0m builder for 'x' failed"}
+    monkeypatch.setenv("FAKE_NIX_STDERR", "@nix " + json.dumps(msg) + "\n")
+    monkeypatch.setenv("FAKE_NIX_STATUS", "1")
+    outcome = nix.build(["/nix/store/x.drv"], lambda _: None)
+    assert outcome.built is None and outcome.error is not None
+    assert str(outcome.error) == "error: builder for 'x' failed"
 
 
 def test_build_of_nothing_runs_nothing(fake_nix: Path) -> None:
-    assert nix.build([]) == {}
+    assert nix.build([], print).built == {}
     assert not (fake_nix / "argv.json").exists()
 
 
@@ -310,7 +324,7 @@ def test_missing_nix_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(NixNotFoundError):
         nix.nix_version()
     with pytest.raises(NixNotFoundError):
-        nix.build(["/nix/store/a.drv"])
+        nix.build(["/nix/store/a.drv"], print)
 
 
 def test_missing_nix_by_name() -> None:
@@ -400,7 +414,9 @@ def test_build_three_drvs_matched_by_drv_path(drvs_file: Path) -> None:
     drvs = nix.eval_json_file(str(drvs_file), apply=DRV_PATHS, opts=OFFLINE)
     assert isinstance(drvs, dict)
     wanted = {name: path for name, path in drvs.items() if isinstance(path, str)}
-    built = nix.build(list(wanted.values()), opts=OFFLINE)
+    outcome = nix.build(list(wanted.values()), lambda _: None, opts=OFFLINE)
+    built = outcome.built
+    assert built is not None
     assert set(built) == set(wanted.values())
     for name in "abc":
         outputs = built[wanted[name]]
@@ -413,8 +429,10 @@ def test_build_three_drvs_matched_by_drv_path(drvs_file: Path) -> None:
 @pytest.mark.nix
 @requires_nix
 def test_build_of_an_unknown_drv_fails() -> None:
-    with pytest.raises(NixError):
-        nix.build(["/nix/store/00000000000000000000000000000000-vmsilo-nope.drv"], opts=OFFLINE)
+    outcome = nix.build(
+        ["/nix/store/00000000000000000000000000000000-vmsilo-nope.drv"], print, opts=OFFLINE
+    )
+    assert outcome.built is None and isinstance(outcome.error, NixError)
 
 
 def _expected_shape(results: dict[nix.AttrPath, nix.DrvResult]) -> None:

@@ -29,7 +29,7 @@ NEEDS = {
     "vm-start": ("unit",),
     "vm-stop": ("unit", "control", "crosvm"),
     "vm-shell": ("unit", "cid", "vmsilo"),
-    "vm-status": ("unit", "runtime", "fingerprint"),
+    "vm-status": ("unit", "runtime", "fingerprint", "built"),
 }
 COMMAND_NAMES = tuple(NEEDS)
 
@@ -46,6 +46,7 @@ def render_commands(
         "runtime": _table("runtime", {n: v.runtime_dir for n, v in p.vms.items()}),
         "cid": _table("cid", {n: str(v.cid) for n, v in p.vms.items()}),
         "fingerprint": _table("fingerprint", dict(fingerprints)),
+        "built": _table("built", {n: "" if v.unbuilt else "1" for n, v in p.vms.items()}),
     }
     prelude = shell_template("commands-prelude.bash")
     all_vms = " ".join(q(n) for n in p.vms)

@@ -61,7 +61,11 @@ def fingerprint(v: VmPlan) -> str:
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
-def manifest(p: Plan, fingerprints: Mapping[str, str]) -> dict[str, Any]:
+def manifest(
+    config: Config, p: Plan, fingerprints: Mapping[str, str], artifacts: Artifacts
+) -> dict[str, Any]:
+    """Per-VM facts for ``vmsilo status`` and tools: what runs, where, built from what."""
+    memory = {vm.name: vm.memory for vm in config.nixos_vms}
     return {
         "version": 1,
         "startOrder": list(p.start_order),
@@ -77,6 +81,14 @@ def manifest(p: Plan, fingerprints: Mapping[str, str]) -> dict[str, Any]:
                 "waylandProxy": proxy_path(name) if v.wayland else None,
                 "taps": [t.name for t in v.network.taps],
                 "unbuilt": list(v.unbuilt),
+                "memory": memory[name],
+                "runtime": v.runtime_dir,
+                "artifacts": {
+                    "kernel": artifacts.vm(name).kernel,
+                    "initrd": artifacts.vm(name).initrd,
+                    "rootImage": artifacts.vm(name).root_image,
+                    "toplevel": artifacts.vm(name).toplevel,
+                },
             }
             for name, v in p.vms.items()
         },
@@ -127,7 +139,7 @@ def build_tree(config: Config, p: Plan, artifacts: Artifacts) -> Tree:
     for name in completion.COMPLETED_COMMANDS:
         if name != "vm-run":
             tree[f"share/bash-completion/completions/{name}"] = Link("vm-run")
-    text = json.dumps(manifest(p, prints), indent=2, sort_keys=True) + "\n"
+    text = json.dumps(manifest(config, p, prints, artifacts), indent=2, sort_keys=True) + "\n"
     tree[MANIFEST] = File(text.encode())
     return _pin_bash(tree, artifacts)
 

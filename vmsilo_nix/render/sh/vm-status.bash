@@ -1,4 +1,4 @@
-usage="usage: vm-status [--json] [VM...]  (running, stopped, or running an outdated configuration)"
+usage="usage: vm-status [--json] [VM...]  (not built, built, running current, running outdated, failed)"
 json=0
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then echo "$usage"; exit 0; fi
 if [[ ${1:-} == --json ]]; then json=1; shift; fi
@@ -8,20 +8,25 @@ for vm in "${vms[@]}"; do need_vm "$vm"; done
 first=1
 ((json)) && printf '{'
 for vm in "${vms[@]}"; do
-  if active "$vm"; then
-    state=running
+  # The same states and words as `vmsilo status` (which also knows "running stale").
+  if systemctl is-failed --quiet -- "${unit[$vm]}"; then
+    state=failed
+  elif active "$vm"; then
+    state="running current"
     running=$(cat -- "${runtime[$vm]}/fingerprint" 2>/dev/null || true)
-    [[ $running == "${fingerprint[$vm]}" ]] || state=outdated
+    [[ $running == "${fingerprint[$vm]}" ]] || state="running outdated"
+  elif [[ -n ${built[$vm]} ]]; then
+    state=built
   else
-    state=stopped
+    state="not built"
   fi
   if ((json)); then
     ((first)) || printf ','
     printf '"%s":"%s"' "$vm" "$state"
   else
     case $state in
-      outdated)
-        printf '%s\trunning (outdated: restart it to apply the new configuration)\n' "$vm" ;;
+      "running outdated")
+        printf '%s\trunning outdated (restart it to apply the new configuration)\n' "$vm" ;;
       *) printf '%s\t%s\n' "$vm" "$state" ;;
     esac
   fi
