@@ -160,7 +160,17 @@ def test_eval_expr_argv() -> None:
 )
 def test_build_argv_spells_drvs_per_version(version: NixVersion, targets: list[str]) -> None:
     argv = nix.build_argv(["/nix/store/a.drv", "/nix/store/b.drv"], version)
-    assert argv == ["nix", *FEATURES, "build", "--json", "--no-link", "--keep-going", "--log-format", "internal-json", *targets]
+    assert argv == [
+        "nix",
+        *FEATURES,
+        "build",
+        "--json",
+        "--no-link",
+        "--keep-going",
+        "--log-format",
+        "internal-json",
+        *targets,
+    ]
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -261,7 +271,16 @@ def test_build_matches_results_by_drv_path(
         wanted[2]: {"out": "/nix/store/c-out"},
     }
     argv = json.loads((fake_nix / "argv.json").read_text())
-    assert argv == [*FEATURES, "build", "--json", "--no-link", "--keep-going", "--log-format", "internal-json", *(p + suffix for p in wanted)]
+    assert argv == [
+        *FEATURES,
+        "build",
+        "--json",
+        "--no-link",
+        "--keep-going",
+        "--log-format",
+        "internal-json",
+        *(p + suffix for p in wanted),
+    ]
 
 
 def test_build_missing_result_is_an_error(fake_nix: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,389 @@
+"""`vmsilo build`: real nix builds of the fixture flake's /bin/sh guest systems, Nix's recorded
+internal-json logs, and a stand-in nix-eval-jobs that speaks its line format."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from tests.conftest import Result, needs_nix
+from vmsilo_nix.build import display, planner
+from vmsilo_nix.build.progress import Counts, Event, Progress
+
+FIXTURE = Path(__file__).parent / "fixtures" / "build-flake"
+LOGS = Path(__file__).parent / "fixtures" / "nix-logs"
+
+
+def feed_log(name: str) -> tuple[Progress, list[Event]]:
+    progress = Progress()
+    events = []
+    for line in (LOGS / name).read_text().splitlines():
+        event = progress.feed(line)
+        if event is not None:
+            events.append(event)
+    return progress, events
+
+
+# --- the progress parser, on recorded logs ----------------------------------------------------
+
+
+def test_progress_of_a_partly_failed_build() -> None:
+    # Recorded from Nix 2.8 building the fixture with banking, vault on "base", net on
+    # "office" and work on "broken": one kernel fails, everything else builds.
+    progress, events = feed_log("partial-failure.log")
+    [failed] = progress.failed
+    assert failed.endswith("-linux-broken.drv")
+    assert list(progress.tails[failed]) == ["compiling the kernel of broken", "cc1: out of memory"]
+    started = [e.text for e in events if e.kind == "build"]
+    assert len(started) == len(set(started)) == 9  # 4 per good set, the broken kernel
+    assert progress.builds.failed == 1
+    assert not progress.running and not progress.remote
+    assert all(e.kind != "message" for e in events)  # errors are reported per VM, at the end
+
+
+def test_progress_of_remote_builds_and_substitutions() -> None:
+    progress, events = feed_log("remote-and-substitute.log")
+    assert progress.remote == {"ssh://builder.example"}
+    assert progress.builds == Counts(2, 2, 0, 0)
+    assert progress.substitutions == Counts(1, 1, 0, 0)
+    assert progress.substituted_paths == {
+        "/nix/store/00000000000000000000000000000001-vmsilo-fw-1.0"
+    }
+    kernel = "/nix/store/00000000000000000000000000000002-linux-6.12.drv"
+    assert list(progress.tails[kernel]) == ["CC      kernel/fork.o", "LD      vmlinux"]
+    assert Event("build", kernel, "ssh://builder.example") in events
+    assert Event("message", "warning: ignoring untrusted substituter") in events
+
+
+def test_progress_midway_shows_running_builds_and_their_last_line() -> None:
+    progress = Progress()
+    lines = (LOGS / "remote-and-substitute.log").read_text().splitlines()
+    for line in lines[:13]:
+        progress.feed(line)
+    [build] = progress.running.values()
+    assert (build.machine, build.last_line) == ("ssh://builder.example", "LD      vmlinux")
+    plan = planner.BuildPlan({})
+    console = Console(record=True, width=100)
+    console.print(display.render(progress, plan))
+    text = console.export_text()
+    assert "built 0/2, 1 running; fetched 1/1; remote builders: ssh://builder.example" in text
+    assert "linux-6.12 on ssh://builder.example" in text and "LD      vmlinux" in text
+
+
+@given(st.lists(st.text(max_size=80) | st.builds(lambda s: "@nix " + s, st.text(max_size=80))))
+def test_progress_survives_any_line(lines: list[str]) -> None:
+    progress = Progress()
+    for line in lines:
+        progress.feed(line)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "action": st.sampled_from(["start", "stop", "result", "msg"]),
+                "id": st.integers(0, 3) | st.text(max_size=3),
+                "type": st.sampled_from([101, 103, 104, 105, 108, 0, "x"]),
+                "fields": st.lists(st.integers() | st.text(max_size=5) | st.none(), max_size=5),
+                "level": st.integers(-1, 5),
+                "msg": st.text(max_size=20) | st.integers(),
+            }
+        )
+    )
+)
+def test_progress_survives_any_shaped_record(records: list[dict[str, Any]]) -> None:
+    progress = Progress()
+    for record in records:
+        progress.feed("@nix " + json.dumps(record))
+
+
+# --- the fixture flake, built for real --------------------------------------------------------
+
+
+class Flake:
+    """The fixture flake copied out, with its VMs (name -> software set) and a fresh salt."""
+
+    def __init__(self, tmp: Path, vms: dict[str, str]) -> None:
+        self.dir = tmp / "flake"
+        shutil.copytree(FIXTURE, self.dir)
+        self.salt = uuid.uuid4().hex
+        self.set_vms(vms)
+
+    def set_vms(self, vms: dict[str, str], salt: str | None = None) -> None:
+        self.salt = salt or self.salt
+        (self.dir / "vms.json").write_text(json.dumps({"salt": self.salt, "vms": vms}))
+
+    @property
+    def host(self) -> str:
+        return f"path:{self.dir}#host"
+
+
+@pytest.fixture
+def flake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flake:
+    monkeypatch.chdir(tmp_path)
+    return Flake(tmp_path, {"banking": "base", "work": "office", "vault": "base", "net": "base"})
+
+
+def artifacts(path: Path = Path("vmsilo-artifacts.json")) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@needs_nix
+def test_build_writes_artifacts_and_builds_shared_systems_once(flake: Flake, run: Any) -> None:
+    result: Result = run("build", "--flake", flake.host, "--json")
+    assert result.code == 0, result.err
+    report = result.json()
+    vms = report["vms"]
+    assert set(vms) == {"banking", "work", "vault", "net"}
+    assert {v["status"] for v in vms.values()} == {"built"}
+    # banking, vault and net share one guest system; its four derivations were built once.
+    assert vms["banking"]["drvPaths"] == vms["vault"]["drvPaths"] == vms["net"]["drvPaths"]
+    assert vms["banking"]["drvPaths"] != vms["work"]["drvPaths"]
+    started = [line for line in result.err.splitlines() if line.startswith("building ")]
+    assert len(started) == 8, result.err
+    assert "building linux-base (banking, net, vault)" in started
+    doc = artifacts()
+    assert doc["packages"] == {}
+    for name, vm in vms.items():
+        entry = doc["vms"][name]
+        assert entry == vm["outPaths"]
+        assert entry["kernel"].endswith(
+            "-linux-" + ("office" if name == "work" else "base") + "/bzImage"
+        )
+        assert Path(entry["kernel"]).read_text() == "kernel\n"
+        assert Path(entry["initrd"]).read_text() == "initrd\n"
+        assert Path(entry["rootImage"]).read_text() == entry["toplevel"] + "\n"
+        assert vm["system"] == entry["toplevel"] and vm["platform"] == "x86_64-linux"
+    # Built again: nothing to do, every VM is already present.
+    again = run("build", "--flake", flake.host, "--json")
+    assert {v["status"] for v in again.json()["vms"].values()} == {"present"}
+    assert "building" not in again.err
+
+
+@needs_nix
+def test_built_artifacts_make_launchers_that_start(flake: Flake, run: Any, tmp_path: Path) -> None:
+    assert run("build", "--flake", flake.host).code == 0
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps({"user": "alice", "nixosVms": [{"name": n} for n in ("banking", "work")]})
+    )
+    before = run("generate", "--file", str(config), "--out", "unbuilt")
+    assert "not built yet" in before.err
+    result = run(
+        "generate", "--file", str(config), "--artifacts", "vmsilo-artifacts.json", "--out", "tree"
+    )
+    assert result.code == 0, result.err
+    assert "not built" not in result.err
+    manifest = json.loads(Path("tree/share/vmsilo/manifest.json").read_text())
+    assert manifest["vms"]["work"]["unbuilt"] == []
+    assert manifest["vms"]["work"]["artifacts"] == artifacts()["vms"]["work"]
+    launcher = Path("tree/libexec/vmsilo/work/launch").read_text()
+    assert artifacts()["vms"]["work"]["kernel"] in launcher
+
+
+@needs_nix
+def test_generate_build_does_both(flake: Flake, run: Any) -> None:
+    result = run("generate", "--build", "--flake", flake.host, "--out", "tree", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["vms"] == ["banking", "net", "vault", "work"]
+    manifest = json.loads(Path("tree/share/vmsilo/manifest.json").read_text())
+    assert all(v["unbuilt"] == [] for v in manifest["vms"].values())
+
+
+@needs_nix
+def test_a_failed_build_names_its_vms_and_the_others_are_written(flake: Flake, run: Any) -> None:
+    flake.set_vms({"banking": "base", "work": "broken", "vault": "broken", "net": "office"})
+    result = run("build", "--flake", flake.host, "--json")
+    assert result.code == 1
+    vms = result.json()["vms"]
+    assert {n: v["status"] for n, v in vms.items()} == {
+        "banking": "built",
+        "work": "failed",
+        "vault": "failed",
+        "net": "built",
+    }
+    [failure] = vms["work"]["failed"]
+    assert failure["drvPath"].endswith("-linux-broken.drv")
+    assert failure["log"] == ["compiling the kernel of broken", "cc1: out of memory"]
+    assert set(artifacts()["vms"]) == {"banking", "net"}
+    for vm in ("work", "vault"):
+        assert f"error: VM {vm} was not built: {failure['drvPath']} failed to build" in result.err
+    assert "    cc1: out of memory" in result.err
+    assert "Traceback" not in result.err
+
+
+@needs_nix
+def test_building_some_vms_keeps_the_others_artifacts(flake: Flake, run: Any) -> None:
+    assert run("build", "--flake", flake.host).code == 0
+    first = artifacts()["vms"]
+    flake.set_vms({"banking": "base", "work": "office", "vault": "base", "net": "base"}, "new")
+    result = run("build", "--flake", flake.host, "work")
+    assert result.code == 0, result.err
+    doc = artifacts()["vms"]
+    assert doc["banking"] == first["banking"]
+    assert doc["work"] != first["work"]
+
+
+@needs_nix
+def test_a_guest_system_that_does_not_evaluate(flake: Flake, run: Any) -> None:
+    flake.set_vms({"banking": "base", "work": "bad-eval"})
+    result = run("build", "--flake", flake.host)
+    assert result.code == 1
+    assert "error: VM work was not built: work.rootImage:" in result.err
+    assert "guestConfig of the bad-eval software set does not evaluate" in result.err
+    assert set(artifacts()["vms"]) == {"banking"}
+    dry = run("build", "--dry-run", "--flake", flake.host)
+    assert dry.code == 1 and "VM work does not evaluate" in dry.err
+
+
+@needs_nix
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--flake", "{ref}#nohost"], 3, "has no NixOS host 'nohost' (hosts: bare, host)"),
+        (["--flake", "{ref}#bare"], 3, "does not use vmsilo's NixOS module"),
+        (["--flake", "{ref}#host", "wrok"], 2, "no VM is named 'wrok'; did you mean 'work'?"),
+        (["--flake", "{ref}"], 3, "--flake expects REF#HOST"),
+    ],
+)
+def test_bad_input_is_one_error_and_writes_nothing(
+    flake: Flake, run: Any, args: list[str], code: int, message: str
+) -> None:
+    ref = flake.host.removesuffix("#host")
+    result = run("build", *(a.format(ref=ref) for a in args))
+    assert result.code == code, result.err
+    assert message in result.err
+    assert "Traceback" not in result.err
+    assert not Path("vmsilo-artifacts.json").exists()
+
+
+@needs_nix
+def test_dry_run_lists_and_builds_nothing(flake: Flake, run: Any) -> None:
+    result = run("build", "--dry-run", "--flake", flake.host)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[-1] == (
+        "would build 8 derivations for 4 VMs (2 distinct guest systems)"
+    )
+    plan = run("build", "--dry-run", "--flake", flake.host, "--json").json()
+    assert len(plan["drvPaths"]) == 8
+    assert not any(Path(p).exists() for v in plan["vms"].values() for p in v["outPaths"].values())
+    assert not Path("vmsilo-artifacts.json").exists()
+
+
+# --- nix-eval-jobs, as a stand-in speaking its line format ------------------------------------
+
+EVAL_JOBS = """\
+#!{python}
+# Records its argv, then prints the lines of $EVAL_JOBS_LINES one by one (as nix-eval-jobs
+# does, in completion order), and exits with $EVAL_JOBS_STATUS.
+import json, os, sys
+with open(os.environ["EVAL_JOBS_ARGV"], "w") as f:
+    json.dump(sys.argv[1:], f)
+for line in open(os.environ["EVAL_JOBS_LINES"]):
+    sys.stdout.write(line)
+    sys.stdout.flush()
+sys.stderr.write(os.environ.get("EVAL_JOBS_STDERR", ""))
+sys.exit(int(os.environ.get("EVAL_JOBS_STATUS", "0")))
+"""
+
+
+@pytest.fixture
+def eval_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "ej-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "nix-eval-jobs"
+    script.write_text(EVAL_JOBS.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("EVAL_JOBS_ARGV", str(tmp_path / "ej-argv.json"))
+    monkeypatch.setenv("EVAL_JOBS_LINES", str(tmp_path / "ej-lines"))
+    return tmp_path
+
+
+def eval_jobs_lines(flake: Flake, run: Any) -> list[dict[str, Any]]:
+    """What nix-eval-jobs would print for the flake: the real derivations, as its records."""
+    plan = run("build", "--dry-run", "--no-eval-jobs", "--flake", flake.host, "--json").json()
+    records = []
+    for vm, entry in plan["vms"].items():
+        for part, drv in entry["drvPaths"].items():
+            out = entry["outPaths"][part]
+            path = [vm, part]
+            if part in ("kernel", "initrd"):
+                out, file = out.rsplit("/", 1)
+                path.append(file)
+            records.append(
+                {
+                    "attr": ".".join(path),
+                    "attrPath": path,
+                    "name": part,
+                    "system": "x86_64-linux",
+                    "drvPath": drv,
+                    "outputs": {"out": out},
+                }
+            )
+    return records[::-1]  # completion order is not our order
+
+
+@needs_nix
+def test_build_with_nix_eval_jobs(flake: Flake, run: Any, eval_jobs: Path) -> None:
+    records = eval_jobs_lines(flake, run)
+    (eval_jobs / "ej-lines").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run(
+        "build", "--flake", flake.host, "--workers", "3", "--max-memory-size", "1024", "--json"
+    )
+    assert result.code == 0, result.err
+    argv = json.loads((eval_jobs / "ej-argv.json").read_text())
+    assert argv[:4] == ["--workers", "3", "--max-memory-size", "1024"]
+    assert argv[-3:-1] == ["--impure", "--expr"]
+    assert "builtins.getFlake ref" in argv[-1]
+    assert f"path:{flake.dir}" in argv[-1]
+    assert set(artifacts()["vms"]) == {"banking", "work", "vault", "net"}
+
+
+@needs_nix
+def test_nix_eval_jobs_errors_crashes_and_garbage(
+    flake: Flake, run: Any, eval_jobs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = eval_jobs_lines(flake, run)
+    lines = eval_jobs / "ej-lines"
+    # An evaluation error of one attribute fails that VM only.
+    bad = {
+        "attr": "work.rootImage",
+        "attrPath": ["work", "rootImage"],
+        "error": "\x1b[31;1merror:\x1b[0m guestConfig of work: undefined variable 'firefx'",
+    }
+    kept = [r for r in records if r["attrPath"][:2] != ["work", "rootImage"]]
+    lines.write_text("".join(json.dumps(r) + "\n" for r in [*kept, bad]))
+    result = run("build", "--flake", flake.host)
+    assert result.code == 1
+    assert (
+        "VM work was not built: work.rootImage: error: guestConfig of work: undefined variable 'firefx'"
+        in result.err
+    )
+    assert set(artifacts()["vms"]) == {"banking", "vault", "net"}
+    Path("vmsilo-artifacts.json").unlink()
+    # A crash midway: nothing is built, nothing written.
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records[:5]))
+    with monkeypatch.context() as m:
+        m.setenv("EVAL_JOBS_STATUS", "134")
+        m.setenv("EVAL_JOBS_STDERR", "error: worker died\n")
+        result = run("build", "--flake", flake.host)
+    assert result.code == 3 and "worker died" in result.err
+    assert not Path("vmsilo-artifacts.json").exists()
+    # A malformed line.
+    lines.write_text(json.dumps(records[0]) + "\n{not json\n")
+    result = run("build", "--flake", flake.host)
+    assert result.code == 3
+    assert "nix-eval-jobs printed a line that is not JSON (line 2)" in result.err
+    assert "Traceback" not in result.err and not Path("vmsilo-artifacts.json").exists()
