@@ -367,10 +367,8 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
     lines.write_text("".join(json.dumps(r) + "\n" for r in [*kept, bad]))
     result = run("build", "--flake", flake.host)
     assert result.code == 1
-    assert (
-        "VM work was not built: work.rootImage: error: guestConfig of work: undefined variable 'firefx'"
-        in result.err
-    )
+    expected = "work.rootImage: error: guestConfig of work: undefined variable 'firefx'"
+    assert f"VM work was not built: {expected}" in result.err
     assert set(artifacts()["vms"]) == {"banking", "vault", "net"}
     Path("vmsilo-artifacts.json").unlink()
     # A crash midway: nothing is built, nothing written.
