@@ -83,7 +83,8 @@ def test_every_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Any) 
     manifest = json.loads((tmp_path / "tree/share/vmsilo/manifest.json").read_text())
 
     state, stubs = tmp_path / "state", tmp_path / "stubs"
-    state.mkdir(), stubs.mkdir()
+    state.mkdir()
+    stubs.mkdir()
     for name, text in (("systemctl", SYSTEMCTL), ("journalctl", JOURNALCTL)):
         (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
