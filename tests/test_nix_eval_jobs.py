@@ -87,7 +87,8 @@ EXPECTED: dict[nix.AttrPath, DrvResult] = {
 
 
 def test_parse_recorded_lines() -> None:
-    assert nix_eval_jobs.parse_lines(["", *RECORDED, "  "]) == EXPECTED
+    parsed = [nix_eval_jobs.parse_line(line, n) for n, line in enumerate(RECORDED, 1)]
+    assert {r.attr_path: r for r in parsed} == EXPECTED
 
 
 def test_parse_line_strips_colours_from_errors() -> None:
@@ -98,7 +99,7 @@ def test_parse_line_strips_colours_from_errors() -> None:
 
 def test_garbage_line_is_a_clear_error() -> None:
     with pytest.raises(EvalJobsOutputError, match=r"not JSON \(line 2\): 'warning: oops'"):
-        nix_eval_jobs.parse_lines([RECORDED[0], "warning: oops"])
+        nix_eval_jobs.parse_line("warning: oops", 2)
 
 
 @pytest.mark.parametrize(

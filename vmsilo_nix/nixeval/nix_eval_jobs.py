@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from vmsilo_nix import process
 from vmsilo_nix.errors import NixError, VmsiloError
@@ -125,16 +125,6 @@ def parse_line(line: str, lineno: int = 0) -> DrvResult:
     if isinstance(result, EvalFailure):
         return EvalFailure(result.attr_path, nix.strip_ansi(result.error).strip())
     return result
-
-
-def parse_lines(lines: Iterable[str]) -> dict[AttrPath, DrvResult]:
-    """Every non-blank line, keyed by attribute path."""
-    results: dict[AttrPath, DrvResult] = {}
-    for lineno, line in enumerate(lines, 1):
-        if line.strip():
-            result = parse_line(line, lineno)
-            results[result.attr_path] = result
-    return results
 
 
 def evaluate(
