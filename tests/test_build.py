@@ -240,7 +240,7 @@ def test_a_guest_system_that_does_not_evaluate(flake: Flake, run: Any) -> None:
     flake.set_vms({"banking": "base", "work": "bad-eval"})
     result = run("build", "--flake", flake.host)
     assert result.code == 1
-    assert "error: VM work was not built: work.rootImage:" in result.err
+    assert "error: VM work was not built: rootImage:" in result.err
     assert "guestConfig of the bad-eval software set does not evaluate" in result.err
     assert set(artifacts()["vms"]) == {"banking"}
     dry = run("build", "--dry-run", "--flake", flake.host)
@@ -279,6 +279,12 @@ def test_dry_run_lists_and_builds_nothing(flake: Flake, run: Any) -> None:
     assert len(plan["drvPaths"]) == 8
     assert not any(Path(p).exists() for v in plan["vms"].values() for p in v["outPaths"].values())
     assert not Path("vmsilo-artifacts.json").exists()
+    # Without guestSoftwareSets every VM's system is evaluated on its own: the same plan.
+    vms = json.loads((flake.dir / "vms.json").read_text())["vms"]
+    (flake.dir / "vms.json").write_text(json.dumps({"salt": flake.salt, "vms": vms, "perVm": True}))
+    per_vm = run("build", "--dry-run", "--flake", flake.host, "--json").json()
+    assert per_vm["vms"] == plan["vms"]
+    assert sorted(per_vm["drvPaths"]) == sorted(plan["drvPaths"])
 
 
 # --- nix-eval-jobs, as a stand-in speaking its line format ------------------------------------
@@ -367,7 +373,7 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
     lines.write_text("".join(json.dumps(r) + "\n" for r in [*kept, bad]))
     result = run("build", "--flake", flake.host)
     assert result.code == 1
-    expected = "work.rootImage: error: guestConfig of work: undefined variable 'firefx'"
+    expected = "rootImage: error: guestConfig of work: undefined variable 'firefx'"
     assert f"VM work was not built: {expected}" in result.err
     assert set(artifacts()["vms"]) == {"banking", "vault", "net"}
     Path("vmsilo-artifacts.json").unlink()

@@ -1,10 +1,25 @@
-# What `vmsilo build` builds, from a host's `programs.vmsilo.package.guestSystems` (VM name ->
-# its guest NixOS system). Per VM: the kernel, the initrd, the root image and the toplevel.
-# The kernel and initrd are files inside their outputs; nix-eval-jobs and drvs.nix report only
-# derivations, so the file's name is the last attribute of the path: [vm "kernel" "bzImage"].
-# VMs that share guest software share one system, so their derivations are equal and are built
-# once. Passed as text (`--apply`, nix-eval-jobs `--expr`): it must stay one expression.
-systems:
+# What `vmsilo build` builds, from a host's `programs.vmsilo.package`: its `guestSystems` (VM
+# name -> guest NixOS system) and, when the module says which VMs share one system,
+# `guestSoftwareSets` (key -> VM names). Each distinct system is listed once, under the names of
+# its VMs joined by commas ("banking,vault"), so one evaluation serves every VM that shares it.
+# Per system: the kernel, the initrd, the root image and the toplevel. The kernel and initrd are
+# files inside their outputs; nix-eval-jobs and drvs.nix report only derivations, so the file's
+# name is the last attribute of the path: ["banking,vault" "kernel" "bzImage"].
+# Passed as text (`--apply`, nix-eval-jobs `--expr`): it must stay one expression.
+package:
+let
+  systems = package.guestSystems;
+  shared =
+    if package ? guestSoftwareSets then
+      builtins.listToAttrs (
+        map (vms: {
+          name = builtins.concatStringsSep "," vms;
+          value = systems.${builtins.head vms};
+        }) (builtins.filter (vms: vms != [ ]) (builtins.attrValues package.guestSoftwareSets))
+      )
+    else
+      systems;
+in
 builtins.mapAttrs (
   _: system:
   let
@@ -22,4 +37,4 @@ builtins.mapAttrs (
     rootImage = b.vmsiloRootImage;
     toplevel = b.toplevel;
   }
-) systems
+) shared
