@@ -31,6 +31,8 @@ SUBCOMMANDS = [
     "plan",
     "show",
     "generate",
+    "build",
+    "status",
     "wayland-context",
     "channel",
     "guest-setup",
@@ -201,8 +203,17 @@ def test_vmsilo_options_of_each_subcommand(script: Path) -> None:
         "--out",
         "-o",
         "--artifacts",
+        "--build",
+        "--artifacts-out",
+        "--out-link",
+        "--workers",
+        "--max-memory-size",
+        "--eval-jobs",
+        "--no-eval-jobs",
         "--json",
     ]
+    assert typed(script, "vmsilo status -") == ["-h", "--help", "--flake", "--tree", "--json"]
+    assert typed(script, "vmsilo build --d") == ["--dry-run"]
     assert typed(script, "vmsilo wayland-context --") == [
         "--help",
         "--socket",

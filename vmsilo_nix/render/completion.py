@@ -33,6 +33,14 @@ VMSILO_GLOBAL_OPTIONS: Options = {
     "--option": "pair",
 }
 _SOURCE: Options = {"--flake": "text", "--file": "file"}
+_BUILD: Options = {
+    "--artifacts-out": "file",
+    "--out-link": "file",
+    "--workers": "text",
+    "--max-memory-size": "text",
+    "--eval-jobs": None,
+    "--no-eval-jobs": None,
+}
 VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
     "check": {**HELP_OPTIONS, **_SOURCE, "--json": None, "--strict": None},
     "eval": {**HELP_OPTIONS, **_SOURCE},
@@ -44,8 +52,12 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
         "--out": "directory",
         "-o": "directory",
         "--artifacts": "file",
+        "--build": None,
+        **_BUILD,
         "--json": None,
     },
+    "build": {**HELP_OPTIONS, "--flake": "text", **_BUILD, "--dry-run": None, "--json": None},
+    "status": {**HELP_OPTIONS, "--flake": "text", "--tree": "directory", "--json": None},
     "wayland-context": {
         **HELP_OPTIONS,
         "--socket": "file",
@@ -67,7 +79,7 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
 }
 FORMATS = ("nix", "json", "markdown")
 # Subcommands whose positional arguments are VM names: how many (None: any number).
-VM_POSITIONALS: Mapping[str, int | None] = {"plan": None, "show": 1}
+VM_POSITIONALS: Mapping[str, int | None] = {"plan": None, "show": 1, "build": None, "status": None}
 
 
 def value_count(kind: ValueKind | None) -> int:
