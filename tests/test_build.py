@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from tests.conftest import Result, needs_nix
+from tests.conftest import OFFLINE, Result, needs_nix
 from vmsilo_nix.build import display, planner
 from vmsilo_nix.build.progress import Counts, Event, Progress
 
@@ -391,3 +395,40 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
     assert result.code == 3
     assert "nix-eval-jobs printed a line that is not JSON (line 2)" in result.err
     assert "Traceback" not in result.err and not Path("vmsilo-artifacts.json").exists()
+
+
+@needs_nix
+def test_ctrl_c_stops_nix_and_its_builders(flake: Flake) -> None:
+    # The builder runs as a build user: it needs a directory it can write to.
+    shared = Path(tempfile.mkdtemp(prefix="vmsilo-13-builder-"))
+    shared.chmod(0o1777)
+    pid_file = shared / "builder.pid"
+    flake.set_vms({"banking": "slow"})
+    spec = json.loads((flake.dir / "vms.json").read_text())
+    (flake.dir / "vms.json").write_text(json.dumps({**spec, "pidFile": str(pid_file)}))
+    argv = [sys.executable, "-m", "vmsilo_nix", *OFFLINE, "build", "--flake", flake.host]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    builder = int(pid_file.read_text())
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while _alive(builder):
+        assert time.monotonic() < deadline, f"builder {builder} outlived vmsilo build"
+        time.sleep(0.1)
+    assert not Path("vmsilo-artifacts.json").exists()
+    shutil.rmtree(shared)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
