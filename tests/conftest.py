@@ -75,6 +75,15 @@ def run(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
     yield go
 
 
+def install_program(bin_dir: Path, name: str, text: str) -> Path:
+    """An executable ``name`` in ``bin_dir`` running ``text``: a stand-in for a program."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / name
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
 def minimal(**vm: Any) -> dict[str, Any]:
     """A one-VM configuration with `vm`'s options set."""
     return {"user": "alice", "nixosVms": [{"name": "a", **vm}]}

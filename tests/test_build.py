@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from tests.conftest import OFFLINE, Result, needs_nix
+from tests.conftest import OFFLINE, Result, install_program, needs_nix
 from vmsilo_nix.build import display, planner
 from vmsilo_nix.build.progress import Counts, Event, Progress
 
@@ -311,10 +311,7 @@ sys.exit(int(os.environ.get("EVAL_JOBS_STATUS", "0")))
 @pytest.fixture
 def eval_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "ej-bin"
-    bin_dir.mkdir()
-    script = bin_dir / "nix-eval-jobs"
-    script.write_text(EVAL_JOBS.format(python=sys.executable))
-    script.chmod(0o755)
+    install_program(bin_dir, "nix-eval-jobs", EVAL_JOBS.format(python=sys.executable))
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("EVAL_JOBS_ARGV", str(tmp_path / "ej-argv.json"))
     monkeypatch.setenv("EVAL_JOBS_LINES", str(tmp_path / "ej-lines"))

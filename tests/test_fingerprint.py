@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import pytest
 
+from tests.test_virtiofs import EVERY_SETTING
 from vmsilo_nix.config.artifacts import Artifacts, VmArtifacts
 from vmsilo_nix.config.model import Config
 from vmsilo_nix.config.rules import check
@@ -118,31 +119,17 @@ RESTART: dict[str, Edit] = {
     "nixosVms.crosvm.extraRunArgs": ((0, "crosvm", "extraRunArgs"), ["--disable-sandbox"]),
 }
 SHARE = (0, "sharedDirectories", "docs")
-for key, value in {
-    "path": "/srv/other",
-    "threadPoolSize": 4,
-    "xattr": False,
-    "posixAcl": False,
-    "readonly": True,
-    "inodeFileHandles": "never",
-    "cache": "never",
-    "allowMmap": True,
-    "enableReaddirplus": False,
-    "writeback": True,
-    "allowDirectIo": True,
-    "logLevel": "debug",
-    "killprivV2": False,
-    "uidMap": ":1000:1000:1:",
-    "gidMap": ":100:100:1:",
-    "preserveNoatime": True,
-}.items():
-    RESTART[f"nixosVms.sharedDirectories.{key}"] = ((*SHARE, key), value)
-for key, value in {"translateUid": "map:1000:1000:1", "translateGid": "map:100:100:1"}.items():
-    # virtiofsd refuses translation with POSIX ACLs (on by default)
-    RESTART[f"nixosVms.sharedDirectories.{key}"] = (
-        SHARE,
-        {"path": "/srv/docs", "posixAcl": False, key: value},
-    )
+# Every setting of a share, changed from its default ("mandatory" file handles are refused by
+# the rules for an unprivileged virtiofsd, so "never" stands in).
+for key, value in {**EVERY_SETTING, "inodeFileHandles": "never"}.items():
+    if key in ("translateUid", "translateGid"):
+        # virtiofsd refuses translation with POSIX ACLs (on by default)
+        RESTART[f"nixosVms.sharedDirectories.{key}"] = (
+            SHARE,
+            {"path": "/srv/docs", "posixAcl": False, key: value},
+        )
+    else:
+        RESTART[f"nixosVms.sharedDirectories.{key}"] = ((*SHARE, key), value)
 
 # Options whose change never needs a running VM restarted.
 RUNTIME: dict[str, Edit] = {

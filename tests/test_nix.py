@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import install_program
 from vmsilo_nix import process
 from vmsilo_nix.errors import NixError, NixNotFoundError, VmsiloError
 from vmsilo_nix.nixeval import nix
@@ -225,10 +226,7 @@ sys.exit(int(os.environ.get("FAKE_NIX_STATUS", "0")))
 def fake_nix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A ``nix`` first on PATH that records its argv; returns the directory of its records."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "nix"
-    script.write_text(FAKE_NIX.format(python=sys.executable))
-    script.chmod(0o755)
+    install_program(bin_dir, "nix", FAKE_NIX.format(python=sys.executable))
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_NIX_LOG", str(tmp_path / "version.log"))
     monkeypatch.setenv("FAKE_NIX_ARGV", str(tmp_path / "argv.json"))

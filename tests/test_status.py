@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import needs_nix
+from tests.conftest import install_program, needs_nix
 from tests.test_build import Flake
 from vmsilo_nix.build.status import STATES, Unit, decide
 from vmsilo_nix.config.artifacts import load_artifacts
@@ -84,10 +84,8 @@ def test_every_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Any) 
 
     state, stubs = tmp_path / "state", tmp_path / "stubs"
     state.mkdir()
-    stubs.mkdir()
-    for name, text in (("systemctl", SYSTEMCTL), ("journalctl", JOURNALCTL)):
-        (stubs / name).write_text(text)
-        (stubs / name).chmod(0o755)
+    install_program(stubs, "systemctl", SYSTEMCTL)
+    install_program(stubs, "journalctl", JOURNALCTL)
     monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
     monkeypatch.setenv("STATE", str(state))
 
