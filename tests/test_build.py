@@ -244,11 +244,12 @@ def test_a_guest_system_that_does_not_evaluate(flake: Flake, run: Any) -> None:
     flake.set_vms({"banking": "base", "work": "bad-eval"})
     result = run("build", "--flake", flake.host)
     assert result.code == 1
-    assert "error: VM work was not built: rootImage:" in result.err
+    where = "programs.vmsilo.nixosVms[1] (work).guestConfig does not evaluate: rootImage:"
+    assert f"error: VM work was not built: {where}" in result.err
     assert "guestConfig of the bad-eval software set does not evaluate" in result.err
     assert set(artifacts()["vms"]) == {"banking"}
     dry = run("build", "--dry-run", "--flake", flake.host)
-    assert dry.code == 1 and "VM work does not evaluate" in dry.err
+    assert dry.code == 1 and f"VM work: {where}" in dry.err
 
 
 @needs_nix
@@ -375,7 +376,8 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
     result = run("build", "--flake", flake.host)
     assert result.code == 1
     expected = "rootImage: error: guestConfig of work: undefined variable 'firefx'"
-    assert f"VM work was not built: {expected}" in result.err
+    where = "programs.vmsilo.nixosVms[3] (work).guestConfig does not evaluate"
+    assert f"VM work was not built: {where}: {expected}" in result.err
     assert set(artifacts()["vms"]) == {"banking", "vault", "net"}
     Path("vmsilo-artifacts.json").unlink()
     # A crash midway: nothing is built, nothing written.
