@@ -3,6 +3,7 @@ internal-json logs, and a stand-in nix-eval-jobs that speaks its line format."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from rich.console import Console
 from tests.conftest import OFFLINE, Result, install_program, needs_nix
 from vmsilo_nix.build import display, planner
 from vmsilo_nix.build.progress import Counts, Event, Progress
+from vmsilo_nix.nixeval.nix import strip_ansi
 
 FIXTURE = Path(__file__).parent / "fixtures" / "build-flake"
 LOGS = Path(__file__).parent / "fixtures" / "nix-logs"
@@ -431,3 +433,22 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_live_display_on_a_terminal_follows_the_log() -> None:
+    """The live display redraws from the same progress; on a terminal nothing is printed per
+    event (only warnings), and it is gone when the build ends."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    kernel = "/nix/store/00000000000000000000000000000002-linux-6.12.drv"
+    target = planner.Target("kernel", kernel, "/nix/store/x-linux", "bzImage")
+    plan = planner.BuildPlan({"work": planner.VmTargets("work", {"kernel": target})})
+    progress = Progress()
+    with display.show(console, plan) as update:
+        for line in (LOGS / "remote-and-substitute.log").read_text().splitlines()[:14]:
+            update(progress.feed(line), progress)
+        console.print(display.render(progress, plan))
+    text = strip_ansi(out.getvalue())
+    assert "linux-6.12 (work) on ssh://builder.example LD      vmlinux" in text
+    assert "warning: ignoring untrusted substituter" in text
+    assert "building linux-6.12" not in text  # that is the plain display's line
