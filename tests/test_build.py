@@ -442,7 +442,7 @@ def test_live_display_on_a_terminal_follows_the_log() -> None:
     console = Console(file=out, force_terminal=True, width=100)
     kernel = "/nix/store/00000000000000000000000000000002-linux-6.12.drv"
     target = planner.Target("kernel", kernel, "/nix/store/x-linux", "bzImage")
-    plan = planner.BuildPlan({"work": planner.VmTargets("work", {"kernel": target})})
+    plan = planner.BuildPlan({"work": planner.VmTargets.of("work", {"kernel": target})})
     progress = Progress()
     with display.show(console, plan) as update:
         for line in (LOGS / "remote-and-substitute.log").read_text().splitlines()[:14]:
