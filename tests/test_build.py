@@ -262,6 +262,10 @@ def test_a_guest_system_that_does_not_evaluate(flake: Flake, run: Any) -> None:
         (["--flake", "{ref}#bare"], 3, "does not use vmsilo's NixOS module"),
         (["--flake", "{ref}#host", "wrok"], 2, "no VM is named 'wrok'; did you mean 'work'?"),
         (["--flake", "{ref}"], 3, "--flake expects REF#HOST"),
+        (["--file", "vms.nix"], 2, "--file needs --nixpkgs PATH"),
+        (["--file", "vms.json", "--nixpkgs", "."], 2, "building needs a .nix file"),
+        (["--file", "vms.nix", "--nixpkgs", "."], 3, "--nixpkgs .: not a nixpkgs tree"),
+        (["--flake", "{ref}#host", "--nixpkgs", "."], 2, "--nixpkgs goes with --file"),
     ],
 )
 def test_bad_input_is_one_error_and_writes_nothing(

@@ -204,6 +204,7 @@ def test_vmsilo_options_of_each_subcommand(script: Path) -> None:
         "-o",
         "--artifacts",
         "--build",
+        "--nixpkgs",
         "--artifacts-out",
         "--out-link",
         "--workers",

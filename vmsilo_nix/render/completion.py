@@ -34,6 +34,7 @@ VMSILO_GLOBAL_OPTIONS: Options = {
 }
 _SOURCE: Options = {"--flake": "text", "--file": "file"}
 _BUILD: Options = {
+    "--nixpkgs": "directory",
     "--artifacts-out": "file",
     "--out-link": "file",
     "--workers": "text",
@@ -56,7 +57,7 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
         **_BUILD,
         "--json": None,
     },
-    "build": {**HELP_OPTIONS, "--flake": "text", **_BUILD, "--dry-run": None, "--json": None},
+    "build": {**HELP_OPTIONS, **_SOURCE, **_BUILD, "--dry-run": None, "--json": None},
     "status": {**HELP_OPTIONS, "--flake": "text", "--tree": "directory", "--json": None},
     "wayland-context": {
         **HELP_OPTIONS,
