@@ -20,7 +20,6 @@ from vmsilo_nix.nixeval.nix import (
     EvalFailure,
     FlakeRef,
     NixExpr,
-    NixFile,
     NixOptions,
     NixVersion,
 )
@@ -481,8 +480,8 @@ def _expected_shape(results: dict[nix.AttrPath, nix.DrvResult]) -> None:
 
 @pytest.mark.nix
 @requires_nix
-def test_eval_drvs_of_a_file_in_one_call(drvs_file: Path) -> None:
-    results = nix.eval_drvs(NixFile(str(drvs_file)), opts=OFFLINE)
+def test_eval_drvs_of_an_expression_in_one_call(drvs_file: Path) -> None:
+    results = nix.eval_drvs(NixExpr(f"import {drvs_file}", impure=True), opts=OFFLINE)
     _expected_shape(results)
     drvs = nix.eval_json_file(str(drvs_file), apply=DRV_PATHS, opts=OFFLINE)
     assert isinstance(drvs, dict)
@@ -494,13 +493,15 @@ def test_eval_drvs_of_a_file_in_one_call(drvs_file: Path) -> None:
 
 @pytest.mark.nix
 @requires_nix
-def test_eval_drvs_of_an_attribute_and_of_an_expression(tmp_path: Path, drvs_file: Path) -> None:
+def test_eval_drvs_of_what_a_function_selects(tmp_path: Path, drvs_file: Path) -> None:
     wrapper = tmp_path / "wrapper.nix"
-    wrapper.write_text(f"{{ }}: {{ inner = import {drvs_file}; }}")
-    by_attr = nix.eval_drvs(NixFile(str(wrapper), "inner"), opts=OFFLINE)
-    _expected_shape(by_attr)
-    by_expr = nix.eval_drvs(NixExpr(f"import {drvs_file}", impure=True), opts=OFFLINE)
-    assert by_expr == by_attr
+    wrapper.write_text(f"{{ inner = import {drvs_file}; }}")
+    selected = nix.eval_drvs(
+        NixExpr(f"import {wrapper}", impure=True), select="w: w.inner", opts=OFFLINE
+    )
+    _expected_shape(selected)
+    direct = nix.eval_drvs(NixExpr(f"import {drvs_file}", impure=True), opts=OFFLINE)
+    assert selected == direct
 
 
 @pytest.mark.nix

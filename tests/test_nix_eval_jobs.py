@@ -19,7 +19,6 @@ from vmsilo_nix.nixeval.nix import (
     EvalFailure,
     FlakeRef,
     NixExpr,
-    NixFile,
     NixOptions,
 )
 from vmsilo_nix.nixeval.nix_eval_jobs import EvalJobsOutputError
@@ -142,7 +141,7 @@ def test_argv_for_a_flake() -> None:
 def test_argv_with_every_flag() -> None:
     opts = NixOptions(options={"substituters": ""}, show_trace=True)
     argv = nix_eval_jobs.evaluate_argv(
-        NixFile("/etc/vms.nix"),
+        NixExpr("import /etc/vms.nix", True),
         workers=1,
         max_memory_mib=512,
         gc_roots_dir="/run/vmsilo/gcroots",
@@ -162,35 +161,30 @@ def test_argv_with_every_flag() -> None:
         "substituters",
         "",
         "--show-trace",
-        "/etc/vms.nix",
-    ]
-
-
-def test_argv_for_an_attribute_of_a_file_and_for_expressions() -> None:
-    common = ["nix-eval-jobs", "--workers", "2", "--max-memory-size", "100", *FEATURES]
-    by_attr = nix_eval_jobs.evaluate_argv(
-        NixFile("/etc/vms.nix", 'a."b.c"'), workers=2, max_memory_mib=100
-    )
-    select = nix.shipped_expr("select.nix")
-    assert by_attr == [
-        *common,
         "--impure",
         "--expr",
-        f'({select}) (builtins.fromJSON "\\"/etc/vms.nix\\"") '
-        '(builtins.fromJSON "[\\"a\\", \\"b.c\\"]")',
+        "import /etc/vms.nix",
     ]
+
+
+def test_argv_for_expressions_and_for_what_a_function_selects() -> None:
+    common = ["nix-eval-jobs", "--workers", "2", "--max-memory-size", "100", *FEATURES]
     pure = nix_eval_jobs.evaluate_argv(NixExpr("{ }"), workers=2, max_memory_mib=100)
     assert pure == [*common, "--expr", "{ }"]
     impure = nix_eval_jobs.evaluate_argv(NixExpr("{ }", True), workers=2, max_memory_mib=100)
     assert impure == [*common, "--impure", "--expr", "{ }"]
-
-
-def test_relative_file_paths_become_absolute(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    argv = nix_eval_jobs.evaluate_argv(NixFile("vms.nix"), workers=1, max_memory_mib=1)
-    assert argv[-1] == str(tmp_path / "vms.nix")
+    # nix-eval-jobs applies no function: the expression does, a flake read with getFlake.
+    selected = nix_eval_jobs.evaluate_argv(
+        FlakeRef('path:/src#a."b.c"'), select="f", workers=2, max_memory_mib=100
+    )
+    flake = nix.shipped_expr("flake-select.nix")
+    assert selected == [
+        *common,
+        "--impure",
+        "--expr",
+        f'(f) (({flake}) (builtins.fromJSON "\\"path:/src\\"") '
+        '(builtins.fromJSON "[\\"a\\", \\"b.c\\"]"))',
+    ]
 
 
 # --- a fake nix-eval-jobs on PATH -----------------------------------------------------------
@@ -389,7 +383,7 @@ def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
 ) -> None:
     source_file = fake_dir / "drvs.nix"
     source_file.write_text(DRVS_NIX)
-    source = NixFile(str(source_file))
+    source = NixExpr(f"import {source_file}", impure=True)
     real_nix = shutil.which("nix")
     assert real_nix is not None
 
@@ -410,13 +404,15 @@ def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     _install(fake_dir, FAKE, [_as_line(r) for r in reversed(fallback.values())])
     assert nix_eval_jobs.eval_drvs(source, opts=OFFLINE) == fallback
     argv = json.loads((fake_dir / "argv.json").read_text())
-    assert argv[-1] == str(source_file)
+    assert argv[-1] == f"import {source_file}"
 
 
 @requires_nix
-def test_the_attribute_selection_picks_the_attribute(tmp_path: Path) -> None:
-    """What nix-eval-jobs gets for a file's attribute, evaluated by real Nix."""
-    f = tmp_path / "vms.nix"
-    f.write_text('{ x ? 1 }: { a."b.c".d = x + 41; }')
-    argv = nix_eval_jobs.evaluate_argv(NixFile(str(f), 'a."b.c".d'), workers=1, max_memory_mib=1)
+def test_the_flake_selection_picks_the_attribute(tmp_path: Path) -> None:
+    """What nix-eval-jobs gets for a function of a flake's attribute, evaluated by real Nix."""
+    (tmp_path / "flake.nix").write_text('{ outputs = _: { a."b.c".d = 41; }; }')
+    argv = nix_eval_jobs.evaluate_argv(
+        FlakeRef(f'path:{tmp_path}#a."b.c".d'), select="x: x + 1", workers=1, max_memory_mib=1
+    )
+    assert argv[-3:-1] == ["--impure", "--expr"]
     assert nix.eval_json_expr(argv[-1], impure=True, opts=OFFLINE) == 42

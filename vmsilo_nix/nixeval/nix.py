@@ -282,14 +282,6 @@ class FlakeRef:
 
 
 @attrs.frozen
-class NixFile:
-    """A Nix file and a dotted attribute path inside it (empty: the whole file)."""
-
-    path: str
-    attr: str = ""
-
-
-@attrs.frozen
 class NixExpr:
     """A Nix expression; ``impure`` allows ``builtins.currentSystem``, absolute paths, ..."""
 
@@ -297,7 +289,7 @@ class NixExpr:
     impure: bool = False
 
 
-Source: TypeAlias = FlakeRef | NixFile | NixExpr
+Source: TypeAlias = FlakeRef | NixExpr
 
 
 @attrs.frozen
@@ -326,8 +318,6 @@ def _eval_source(source: Source, apply: str, opts: NixOptions) -> JSON:
     match source:
         case FlakeRef(ref):
             return eval_json_installable(ref, apply=apply, opts=opts)
-        case NixFile(path, attr):
-            return eval_json_file(path, attr, apply=apply, opts=opts)
         case NixExpr(expr, impure):
             return eval_json_expr(expr, apply=apply, impure=impure, opts=opts)
 

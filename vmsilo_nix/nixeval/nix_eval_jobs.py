@@ -23,7 +23,6 @@ from vmsilo_nix.nixeval.nix import (
     EvalFailure,
     FlakeRef,
     NixExpr,
-    NixFile,
     NixOptions,
     Source,
 )
@@ -57,11 +56,6 @@ def _source_args(source: Source, select: str | None = None) -> list[str]:
     match source:
         case FlakeRef(ref):
             return ["--flake", ref]
-        case NixFile(path, ""):
-            return [os.path.abspath(path)]
-        case NixFile(_, _):
-            # nix-eval-jobs takes no attribute path for files: the shipped select.nix picks it.
-            return ["--impure", "--expr", _source_expr(source)[1]]
         case NixExpr(expr, impure):
             return [*(["--impure"] if impure else []), "--expr", expr]
 
@@ -76,10 +70,6 @@ def _source_expr(source: Source) -> tuple[bool, str]:
             path: nix.JSON = list(nix.split_attr_path(attr))
             select = nix.shipped_expr("flake-select.nix")
             return True, f"({select}) {nix.nix_value(flake)} {nix.nix_value(path)}"
-        case NixFile(path, attr):
-            names: nix.JSON = list(nix.split_attr_path(attr))
-            where = nix.nix_value(os.path.abspath(path))
-            return True, f"({nix.shipped_expr('select.nix')}) {where} {nix.nix_value(names)}"
         case NixExpr(expr, impure):
             return impure, expr
 
