@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,15 @@ HOST_EVAL = ROOT / "tests/nix/host-eval.nix"
 GUEST_EVAL = ROOT / "tests/nix/guest-eval.nix"
 # Unsandboxed builds as root, so that the stand-in engine can run this checkout's Python.
 BUILD = nix.NixOptions(options={"substituters": "", "build-users-group": ""})
+
+
+def build_outputs(drvs: list[str]) -> Mapping[str, Mapping[str, str]]:
+    """Build with real nix; each drvPath's outputs (the build log is not needed here)."""
+    outcome = nix.build(drvs, lambda _: None, opts=BUILD)
+    assert outcome.built is not None, outcome.error
+    return outcome.built
+
+
 NIX_FILES = sorted(
     str(p)
     for p in [
@@ -165,9 +175,7 @@ def test_host_module_package_is_the_generated_tree(
     monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path
 ) -> None:
     h = host(monkeypatch, nixpkgs_lib)
-    outcome = nix.build([h["package"]], lambda _: None, opts=BUILD)
-    assert outcome.built is not None, outcome.error
-    out = Path(outcome.built[h["package"]]["out"])
+    out = Path(build_outputs([h["package"]])[h["package"]]["out"])
     # The same tree the CLI writes from the module's own JSON.
     config = check(json.loads(Path(h["configJson"]).read_text()))
     artifacts = load_artifacts(json.loads(Path(h["artifactsJson"]).read_text()))
@@ -212,7 +220,7 @@ def test_balloond_unit_runs_the_real_daemon_hardened(
     assert service["PrivateNetwork"] is True
     assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
     assert service["CapabilityBoundingSet"] == ""
-    built = nix.build([h["package"], h["internal"]["balloond"]], opts=BUILD)
+    built = build_outputs([h["package"], h["internal"]["balloond"]])
     tree = Path(built[h["package"]]["out"])
     daemon = Path(built[h["internal"]["balloond"]]["out"]) / "bin" / "vmsilo-balloond"
     script = (tree / "libexec/vmsilo/balloond").read_text()
