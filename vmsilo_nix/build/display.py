@@ -68,8 +68,9 @@ def render(progress: Progress, plan: BuildPlan) -> RenderableType:
 def plain_line(event: Event, plan: BuildPlan) -> Text | None:
     match event.kind:
         case "build":
-            return Text(f"building {drv_name(event.text)}{_vms(plan, event.text)}"
-                        f"{_where(event.machine)}")
+            return Text(
+                f"building {drv_name(event.text)}{_vms(plan, event.text)}{_where(event.machine)}"
+            )
         case "finished":
             return Text(f"finished {drv_name(event.text)}{_where(event.machine)}")
         case "substitute":

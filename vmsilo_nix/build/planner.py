@@ -63,7 +63,6 @@ class BuildPlan:
         """Every derivation to build, once, in VM order."""
         return list(dict.fromkeys(d for v in self.vms.values() if v.ok for d in v.drv_paths))
 
-
     def needed_by(self, drv_path: str) -> list[str]:
         return [n for n, v in self.vms.items() if drv_path in v.drv_paths]
 

@@ -100,7 +100,6 @@ class Progress:
         """Builds that finished (successful or not: failures are in ``failed``)."""
         return self._built
 
-
     def feed(self, line: str) -> Event | None:
         if line.startswith(_RESULT):
             if line.endswith(_EXPECTED):
