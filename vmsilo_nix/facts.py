@@ -31,6 +31,9 @@ DEFAULT_SHARED_HOME: Final = "/shared/{vm}"
 #: Where the guest mounts every other share: ``/mnt/<tag>``.
 GUEST_SHARES_DIR: Final = "/mnt"
 
+#: Where a package tree keeps its manifest: written by `vmsilo generate`, read by `vmsilo status`.
+MANIFEST: Final = "share/vmsilo/manifest.json"
+
 #: The vsock port the guest's command agent listens on: below 1024, so that only root in the
 #: guest can bind it (an unprivileged process taking it first would get the host's commands).
 AGENT_VSOCK_PORT: Final = 720

@@ -29,19 +29,11 @@ import attrs
 from vmsilo_nix import process
 from vmsilo_nix.assignments import split_assignment
 from vmsilo_nix.errors import VmsiloError
+from vmsilo_nix.facts import MANIFEST
 
 State = Literal[
     "not built", "built", "running current", "running outdated", "running stale", "failed"
 ]
-STATES: tuple[State, ...] = (
-    "not built",
-    "built",
-    "running current",
-    "running outdated",
-    "running stale",
-    "failed",
-)
-MANIFEST = "share/vmsilo/manifest.json"
 BOOT_PARTS = ("kernel", "initrd", "rootImage")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config
 from vmsilo_nix.config.naming import DAEMONS, libexec_name, unit_name
+from vmsilo_nix.facts import MANIFEST
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.host import Plan, VmPlan
 from vmsilo_nix.render import completion, desktop
@@ -33,7 +34,6 @@ from vmsilo_nix.render.commands import render_commands
 from vmsilo_nix.render.launcher import render_daemon, render_launcher, render_proxy, render_taps
 from vmsilo_nix.render.tree import EXECUTABLE, File, Link, Tree
 
-MANIFEST = "share/vmsilo/manifest.json"
 COMPLETION = "share/bash-completion/completions/vm-run"
 
 
