@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
+from vmsilo_nix.facts import MANIFEST
 from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.host import plan
-from vmsilo_nix.render.generate import MANIFEST, build_tree
+from vmsilo_nix.render.generate import build_tree
 from vmsilo_nix.render.tree import File, Link, TreeError, read_tree, write_tree
 
 from .conftest import EXAMPLES, ROOT, Result

@@ -3,7 +3,7 @@
 Its shape is ``config.artifacts.Artifacts``: ``{"packages": {...}, "vms": {vm: {kernel,
 initrd, rootImage, toplevel}}}``. Only VMs whose every part was built are written; entries of
 an existing file for VMs this build did not touch are kept (building one VM does not make the
-others unbuilt). The CLI replaces the file whole (``render.tree.write_file``: a temporary
+others unbuilt). The CLI replaces the file whole (``write_atomically``: a temporary
 sibling, then a rename), so a reader never sees half of it.
 """
 

@@ -495,6 +495,7 @@ def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
 def _build_host(args: argparse.Namespace) -> build_run.Host:
     """What `build` (and `generate --build`) builds: a flake's host, or a file's VMs."""
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+
     if args.flake:
         if args.nixpkgs:
             raise UsageError("--nixpkgs goes with --file; a flake's host has its own nixpkgs")
@@ -506,10 +507,10 @@ def _build_host(args: argparse.Namespace) -> build_run.Host:
     return build_run.FileHost(Path(args.file), Path(args.nixpkgs))
 
 
-
 def _build_plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> BuildPlan:
-    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
     from vmsilo_nix.build import planner  # noqa: PLC0415
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+
     src = _build_host(args)
     with _progress(err, f"Evaluating the guest systems of {src.describe()}..."):
         results = build_run.evaluate(
@@ -525,7 +526,6 @@ def _build_plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -
     return planner.plan_builds(results, wanted)
 
 
-
 def _check_vm_name(name: str, names: Sequence[str]) -> None:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
@@ -533,14 +533,14 @@ def _check_vm_name(name: str, names: Sequence[str]) -> None:
         raise UsageError(f"no VM is named {name!r}{hint} (VMs: {', '.join(names) or 'none'})")
 
 
-
 def _build(
     args: argparse.Namespace, err: Console, wanted: Sequence[str]
 ) -> tuple[build_run.BuildReport, dict[str, Any]]:
     """Evaluate, build, write the artifacts file (also after a partial failure)."""
-    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
     from vmsilo_nix.build import artifacts as build_artifacts  # noqa: PLC0415
     from vmsilo_nix.build import display as build_display  # noqa: PLC0415
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+
     bplan = _build_plan(args, err, wanted)
     with build_display.show(err, bplan) as on_event:
         report = build_run.build(bplan, opts=_nix_options(args), on_event=on_event)
@@ -554,20 +554,20 @@ def _build(
     return report, doc
 
 
-
 def _vm_order(args: argparse.Namespace, failed: Sequence[VmTargets]) -> list[str | None]:
     """The VMs' order, when some guest system did not evaluate (to name its options)."""
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+
     if not any(t.failures for t in failed):
         return []
     return build_run.vm_order(_build_host(args), _nix_options(args))
-
 
 
 def _print_build_failure(
     result: build_run.VmResult, order: Sequence[str | None], err: Console
 ) -> None:
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+
     if result.targets.failures:
         where = build_run.guest_options(result.vm, order)
         _error(err, f"VM {result.vm} was not built: {where} does not evaluate: {result.error}")
@@ -579,7 +579,6 @@ def _print_build_failure(
         _error(err, f"VM {result.vm} was not built: {drv} failed to build")
         if log:
             err.print(Text("  its log ends with:\n" + "\n".join(f"    {line}" for line in log)))
-
 
 
 def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -607,10 +606,10 @@ def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK if report.ok else EXIT_BUILD_FAILED
 
 
-
 def _dry_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """What would be built: each VM's system derivation, or why it does not evaluate."""
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+
     bplan = _build_plan(args, err, args.vms)
     if args.json:
         print_json({"vms": _planned_json(bplan), "drvPaths": bplan.drv_paths})
@@ -634,10 +633,10 @@ def _dry_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_BUILD_FAILED if failed else EXIT_OK
 
 
-
 def _planned_json(bplan: BuildPlan) -> dict[str, object]:
     """Each VM's planned targets; VMs sharing a system share one record (made once)."""
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+
     records: dict[int, dict[str, object]] = {}
 
     def record(t: VmTargets) -> dict[str, object]:
@@ -656,12 +655,13 @@ def _planned_json(bplan: BuildPlan) -> dict[str, object]:
     return vms
 
 
-
 def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
-    from vmsilo_nix.build import planner  # noqa: PLC0415
-    from vmsilo_nix.build import status as vm_status  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
+
+    from vmsilo_nix.build import planner  # noqa: PLC0415
+    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    from vmsilo_nix.build import status as vm_status  # noqa: PLC0415
+
     tree = vm_status.find_tree(args.tree)
     names = list(vm_status.read_manifest(tree)["vms"])
     for name in args.vms:
@@ -702,7 +702,6 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
-
 STATE_STYLES = {
     "not built": "yellow",
     "built": "",
@@ -711,7 +710,6 @@ STATE_STYLES = {
     "running stale": "yellow",
     "failed": "bold red",
 }
-
 
 
 def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -729,7 +727,7 @@ def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
     changed = write_tree(
         Path(args.out),
         tree,
-        marker=generate.MANIFEST,
+        marker=facts.MANIFEST,
         on_wait=lambda: err.print(Text(f"waiting for another run writing {args.out}...")),
     )
     if args.json:
