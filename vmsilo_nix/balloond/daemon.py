@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 import attrs
+
+from vmsilo_nix.files import write_atomically
 
 from . import policy
 from .crosvm_ctl import Reply
@@ -289,16 +289,3 @@ class Daemon:
             why = sleep(self.interval)
             if why == "pressure":
                 log.debug("woken by memory pressure")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

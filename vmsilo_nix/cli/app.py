@@ -14,9 +14,7 @@ import difflib
 import gc
 import importlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +29,7 @@ from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
 from vmsilo_nix.errors import ConfigError, NixError, Problem, ProgramNotFoundError, VmsiloError
+from vmsilo_nix.files import write_atomically
 from vmsilo_nix.nixeval import nix, nix_eval_jobs, source
 from vmsilo_nix.plan import host as plan
 
@@ -414,21 +413,6 @@ def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
     config = _load(args, err).config
     print_json(unstructure(config), sort_keys=True)
     return EXIT_OK
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary sibling and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
