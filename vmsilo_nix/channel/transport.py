@@ -72,13 +72,13 @@ class UnixAddress:
 Address = VsockAddress | UnixAddress
 
 
-def _socket(address: Address) -> socket.socket:
+def new_socket(address: Address) -> socket.socket:
     if isinstance(address, VsockAddress):
         return socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
-def _sockaddr(address: Address) -> tuple[int, int] | str:
+def sockaddr(address: Address) -> tuple[int, int] | str:
     if isinstance(address, VsockAddress):
         return (address.cid, address.port)
     return address.path
@@ -91,11 +91,11 @@ def connect(address: Address, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> so
     delay = 0.05
     while True:
         try:
-            sock = _socket(address)
+            sock = new_socket(address)
         except OSError as err:
             raise ChannelError(f"cannot create a socket for {address}: {err.strerror}") from err
         try:
-            sock.connect(_sockaddr(address))
+            sock.connect(sockaddr(address))
         except OSError as err:
             sock.close()
             if err.errno not in _RETRY:
@@ -124,7 +124,7 @@ class Listener:
 
     def __init__(self, address: Address, *, backlog: int = 64) -> None:
         self.address = address
-        self.sock = _socket(address)
+        self.sock = new_socket(address)
         try:
             if isinstance(address, VsockAddress):
                 self.sock.bind((socket.VMADDR_CID_ANY, address.port))
