@@ -239,7 +239,7 @@ class Panel:
 
     def __init__(self, bus: MessageBus) -> None:
         self.bus = bus
-        self.items = guest.Items(bus, lambda _n: None)
+        self.items = guest.Items(bus, lambda _n: None, limit=1000)  # a panel shows all
         self.signals: list[tuple[str, str]] = []
         bus.add_message_handler(self._signal)
 

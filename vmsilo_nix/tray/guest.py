@@ -209,8 +209,11 @@ class Items:
     """The registered items of the guest session and their latest state. ``changed`` is
     called with an item number whenever its ITEM, MENU or removal is due to the host."""
 
-    def __init__(self, bus: MessageBus, changed: Callable[[int], None]) -> None:
+    def __init__(
+        self, bus: MessageBus, changed: Callable[[int], None], limit: int = protocol.MAX_ITEMS
+    ) -> None:
         self.bus = bus
+        self.limit = limit
         self.changed = changed
         self.items: dict[int, _Item] = {}
         self._next = 0
@@ -297,8 +300,8 @@ class Items:
                     return
         if any(i.owner == owner and i.path == path for i in self.items.values()):
             return
-        if len(self.items) >= protocol.MAX_ITEMS:
-            log.warning("more than %d items; %s is not shown", protocol.MAX_ITEMS, service)
+        if len(self.items) >= self.limit:
+            log.warning("more than %d items; %s is not shown", self.limit, service)
             return
         number = self._next
         self._next += 1

@@ -105,7 +105,7 @@ BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u
 # What a markup-reading panel (tooltips are "may contain markup" in the spec) would take as a
 # tag or an entity.
 _MARKUP = re.compile(r"<[A-Za-z/!?]|&(#|[A-Za-z][A-Za-z0-9]*;)")
-_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>?")
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 
 
 def _bad_char(c: str) -> bool:
