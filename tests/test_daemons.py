@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from vmsilo_nix import structure
+from vmsilo_nix.channel.transport import VsockAddress
 from vmsilo_nix.config.artifacts import Artifacts
+from vmsilo_nix.facts import TRAY_VSOCK_PORT
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.daemons import balloond_argv, tray_argv
 from vmsilo_nix.plan.layout import Layout
+from vmsilo_nix.tray.cli import parse_vm
 
 LAYOUT = Layout(run_dir="/run/vmsilo", state_dir="/var/lib/vmsilo")
 ARTIFACTS = Artifacts(
@@ -131,8 +134,36 @@ def test_balloond_without_vms_and_with_an_awkward_run_dir() -> None:
 
 def test_tray() -> None:
     config = structure({"user": "alice", "vmsilo-tray": {"logLevel": "trace"}})
-    args = tray_argv(config, ARTIFACTS)
+    args = tray_argv(config, ARTIFACTS, {})
     assert flatten(args) == ["/nix/store/ffff-tray/bin/vmsilo-tray", "--log-level", "trace"]
     assert args[1].sources == (("vmsilo-tray", "logLevel"),)
-    default = tray_argv(structure({"user": "alice"}), Artifacts())
+    default = tray_argv(structure({"user": "alice"}), Artifacts(), {})
     assert flatten(default) == ["vmsilo-tray", "--log-level", "info"]
+
+
+def test_tray_one_vm_flag_per_vm_with_its_colour_and_cid() -> None:
+    config = structure(
+        {
+            "user": "alice",
+            "nixosVms": [
+                {"name": "work", "color": "DarkRed"},
+                {"name": "banking", "color": "rgb(0, 128, 255)"},
+            ],
+        }
+    )
+    args = tray_argv(config, ARTIFACTS, {"work": 7, "banking": 1234567})
+    assert flatten(args)[3:] == [
+        "--vm",
+        "work=#8b0000,vsock:7:5001",
+        "--vm",
+        "banking=#0080ff,vsock:1234567:5001",
+    ]
+    assert [a.sources for a in args[2:]] == [
+        (("nixosVms", i, "name"), ("nixosVms", i, "color")) for i in range(2)
+    ]
+
+
+def test_the_tray_reads_the_argv_the_plan_renders() -> None:
+    config = structure({"user": "alice", "nixosVms": [{"name": "work", "color": "#abc"}]})
+    words = flatten(tray_argv(config, ARTIFACTS, {"work": 42}))
+    assert parse_vm(words[-1]) == ("work", (0xAA, 0xBB, 0xCC), VsockAddress(42, TRAY_VSOCK_PORT))

@@ -180,7 +180,7 @@ def test_an_app_item_is_shown_on_the_host_framed_titled_and_clickable(
 
         async def new_icon() -> bool:
             ((w, _h, _d),) = (await panel.props(service))["IconPixmap"]
-            return w == 24
+            return bool(w == 24)
 
         await until(new_icon, what="the new icon")
         await until(lambda: (service, "NewIcon") in _named(panel, host), what="NewIcon")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import struct
 from typing import Any
@@ -196,7 +197,7 @@ def test_menu_limits() -> None:
 def test_the_guest_side_refuses_guest_messages_too() -> None:
     with pytest.raises(ProtocolError, match="ITEM is not allowed"):
         FrameReader(FROM_HOST).feed(protocol.encode(ITEM))
-    with pytest.raises(ProtocolError, match="MENU_EVENT.event must be one"):
+    with pytest.raises(ProtocolError, match=r"MENU_EVENT\.event must be one"):
         FrameReader(FROM_HOST).feed(
             guest_frame(MessageType.MENU_EVENT, {"item": 0, "id": 1, "event": "hovered"})
         )
@@ -221,10 +222,8 @@ def test_plain_text_is_always_protocol_text(text: str) -> None:
 @settings(max_examples=300)
 @given(st.binary(max_size=2000))
 def test_fuzz_raw_bytes_never_crash_the_host_parser(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         FrameReader(FROM_GUEST).feed(data)
-    except ProtocolError:
-        pass
 
 
 _JSON = st.recursive(

@@ -256,7 +256,7 @@ class Panel:
     def services(self) -> list[str]:
         return [i.service for i in self.items.items.values()]
 
-    async def call(
+    async def call(  # noqa: PLR0917 - in the order D-Bus names a call's parts
         self,
         service: str,
         path: str,

@@ -37,6 +37,10 @@ MANIFEST: Final = "share/vmsilo/manifest.json"
 #: The vsock port the guest's command agent listens on: below 1024, so that only root in the
 #: guest can bind it (an unprivileged process taking it first would get the host's commands).
 AGENT_VSOCK_PORT: Final = 720
+#: The vsock port the guest's tray side (vmsilo-tray-guest) listens on. It runs as the guest's
+#: user, so the port is above 1024; whoever binds it in the guest speaks for that VM's tray,
+#: which the host distrusts anyway (docs/tray.md).
+TRAY_VSOCK_PORT: Final = 5001
 
 #: Kernel parameters vmsilo sets on every guest; the guest reads its identity from them.
 PARAM_NAME: Final = "vmsilo.name"
@@ -62,6 +66,7 @@ def for_nix() -> dict[str, object]:
         "homeTag": HOME_TAG,
         "guestSharesDir": GUEST_SHARES_DIR,
         "agentVsockPort": AGENT_VSOCK_PORT,
+        "trayVsockPort": TRAY_VSOCK_PORT,
         "params": {
             "name": PARAM_NAME,
             "overlay": PARAM_OVERLAY,

@@ -8,12 +8,20 @@ contains ``=``, so the daemon splits at the first one and the socket path may ho
 configured memory follows as ``--vm-memory NAME=SIZE`` (``4096m``): the daemon clamps
 what a guest reports to it and never trusts the guest to say how big it is.
 ``extraArgs`` come last, word for word.
+
+``vmsilo-tray`` learns the VMs from repeated ``--vm NAME=COLOUR,vsock:CID:PORT`` flags: the VM's
+colour as ``#rrggbb`` (the frame its icons get) and where its guest side listens. The host side
+reads nothing else, so the plan is the one place that knows which VMs there are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config
+from vmsilo_nix.config.values import parse_color
+from vmsilo_nix.facts import TRAY_VSOCK_PORT
 from vmsilo_nix.plan.argv import Arg, OptionPath, arg
 from vmsilo_nix.plan.layout import Layout
 
@@ -64,8 +72,19 @@ def balloond_argv(config: Config, layout: Layout, artifacts: Artifacts) -> tuple
     return tuple(out)
 
 
-def tray_argv(config: Config, artifacts: Artifacts) -> tuple[Arg, ...]:
-    return (
+def tray_argv(config: Config, artifacts: Artifacts, cids: Mapping[str, int]) -> tuple[Arg, ...]:
+    out = [
         arg(artifacts.program("vmsilo-tray"), note="the tray icon forwarder"),
         arg("--log-level", config.vmsilo_tray.log_level, source=("vmsilo-tray", "logLevel")),
-    )
+    ]
+    for i, vm in enumerate(config.nixos_vms):
+        r, g, b = parse_color(vm.color)
+        out.append(
+            arg(
+                "--vm",
+                f"{vm.name}=#{r:02x}{g:02x}{b:02x},vsock:{cids[vm.name]}:{TRAY_VSOCK_PORT}",
+                sources=(("nixosVms", i, "name"), ("nixosVms", i, "color")),
+                note="the VM's colour and its guest's tray port (CID from the name)",
+            )
+        )
+    return tuple(out)

@@ -110,7 +110,7 @@ def plan(config: Config, artifacts: Artifacts | None = None, layout: Layout | No
         isolated_pci_devices=tuple(normalise_bdf(b) for b in config.isolated_pci_devices),
         depends_on={vm.name: vm.depends_on for vm in config.nixos_vms},
         balloond=daemons.balloond_argv(config, layout, artifacts),
-        tray=daemons.tray_argv(config, artifacts),
+        tray=daemons.tray_argv(config, artifacts, assigned),
     )
 
 

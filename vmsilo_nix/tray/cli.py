@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from vmsilo_nix.channel.transport import Address
-from vmsilo_nix.values import parse_color
+from vmsilo_nix.errors import VmsiloError
 
 from .guest import run_guest
 from .host import TrayHost, VmSpec
@@ -47,14 +48,22 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("dbus_fast").setLevel(5 if level == "trace" else logging.WARNING)
 
 
+_COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+
+
 def parse_vm(text: str) -> tuple[str, tuple[int, int, int], Address]:
-    """``NAME=COLOUR,ADDRESS``: a VM name never holds ``=``, a colour never ``,``."""
+    """``NAME=#RRGGBB,ADDRESS`` (the plan normalises the colour): a VM name never holds ``=``,
+    a colour never ``,``."""
     name, eq, rest = text.partition("=")
     colour, comma, address = rest.partition(",")
     if not (name and eq and comma):
-        raise ValueError(f"--vm {text!r}: expected NAME=COLOUR,ADDRESS")
+        raise ValueError(f"--vm {text!r}: expected NAME=#RRGGBB,ADDRESS")
+    m = _COLOUR.fullmatch(colour)
+    if m is None:
+        raise ValueError(f"--vm {text!r}: {colour!r} is not a colour (#rrggbb)")
+    r, g, b = (int(c, 16) for c in m.groups())
     try:
-        return name, parse_color(colour), parse_address(address)
+        return name, (r, g, b), parse_address(address)
     except ValueError as err:
         raise ValueError(f"--vm {text!r}: {err}") from None
 
@@ -70,7 +79,7 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
 
     try:
         asyncio.run(runner())
-    except (OSError, ConnectionError) as err:
+    except (OSError, ConnectionError, VmsiloError) as err:
         logging.getLogger("vmsilo.tray").error("%s", err)
         return 1
     return 0
@@ -87,8 +96,8 @@ def host_main(argv: Sequence[str] | None = None) -> int:
         "--vm",
         action="append",
         default=[],
-        metavar="NAME=COLOUR,ADDRESS",
-        help="a VM to show icons of: its colour (#rrggbb) and where its guest listens "
+        metavar="NAME=#RRGGBB,ADDRESS",
+        help="a VM to show icons of: its colour and where its guest listens "
         f"(vsock:CID[:PORT], default port {DEFAULT_PORT}, or unix:PATH); repeatable",
     )
     args = parser.parse_args(argv)

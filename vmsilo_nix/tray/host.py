@@ -35,7 +35,7 @@ from dbus_fast.annotations import (
     DBusVariant,
 )
 from dbus_fast.constants import PropertyAccess
-from dbus_fast.errors import DBusError
+from dbus_fast.errors import AuthError, DBusError, InvalidAddressError
 from dbus_fast.service import (
     ServiceInterface,
     dbus_method,
@@ -44,6 +44,7 @@ from dbus_fast.service import (
 )
 
 from vmsilo_nix.channel.transport import Address
+from vmsilo_nix.errors import VmsiloError
 
 from . import protocol
 from .protocol import Pixmap, Pixmaps, ProtocolError
@@ -342,10 +343,19 @@ class MenuInterface(ServiceInterface):
         return [[], []]
 
 
+class TrayError(VmsiloError):
+    """The tray cannot work: no session bus to show items on or read them from."""
+
+
 async def session_bus(address: str | None) -> MessageBus:
     """A connection to the session bus (``address``, or the environment's)."""
-    bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SESSION)
-    return await bus.connect()
+    where = address or os.environ.get("DBUS_SESSION_BUS_ADDRESS") or "not set"
+    try:
+        bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SESSION)
+        return await bus.connect()
+    except (OSError, InvalidAddressError, AuthError, DBusError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise TrayError(f"cannot connect to the D-Bus session bus ({where}): {reason}") from None
 
 
 def raise_unknown(ident: int) -> None:
@@ -481,6 +491,8 @@ class VmLink:
                 log.warning("%s: dropped the guest's tray: %s", self.vm.name, err)
             except (OSError, ConnectionError, EOFError) as err:
                 log.info("%s: the connection ended (%s)", self.vm.name, err)
+            except (TrayError, DBusError) as err:
+                log.error("%s: cannot show its items: %s", self.vm.name, err)
             finally:
                 self.clear()
                 await link.close()

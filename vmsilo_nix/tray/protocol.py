@@ -32,12 +32,13 @@ from typing import Any
 import attrs
 
 from vmsilo_nix.channel.protocol import ProtocolError
+from vmsilo_nix.facts import TRAY_VSOCK_PORT
 
 __all__ = ["ProtocolError"]
 
 VERSION = 1
-#: The guest side's vsock port when none is given (the channel's agent has 5000).
-DEFAULT_PORT = 5001
+#: The guest side's vsock port when none is given.
+DEFAULT_PORT = TRAY_VSOCK_PORT
 HEADER = struct.Struct(">BI")
 MAX_PAYLOAD = 1024 * 1024
 MAX_SMALL = 256
