@@ -26,12 +26,14 @@
       overlays.default = final: _prev: {
         vmsilo-nix = final.python3Packages.callPackage ./nix/package.nix { };
         vmsilo-balloond = final.callPackage ./nix/balloond.nix { };
+        vmsilo-tray = final.callPackage ./nix/tray.nix { };
       };
 
       packages = forAll (pkgs: {
         default = pkgs.vmsilo-nix;
         vmsilo-nix = pkgs.vmsilo-nix;
         vmsilo-balloond = pkgs.vmsilo-balloond;
+        vmsilo-tray = pkgs.vmsilo-tray;
       });
 
       apps = forAll (pkgs: rec {
@@ -73,6 +75,8 @@
               ps.attrs
               ps.cattrs
               ps.rich
+              ps.dbus-fast
+              ps.pillow
               ps.pytest
               ps.hypothesis
               ps.mypy
@@ -81,6 +85,7 @@
             pkgs.shellcheck
             pkgs.desktop-file-utils
             pkgs.qemu-utils
+            pkgs.dbus
             pkgs.nix
           ];
         };

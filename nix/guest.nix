@@ -55,6 +55,11 @@ in
       default = "user";
       description = "The unprivileged account guest commands run as.";
     };
+    trayLogLevel = lib.mkOption {
+      type = lib.types.str;
+      default = "info";
+      description = "Log level of the guest's tray forwarding (programs.vmsilo.vmsilo-tray.logLevel).";
+    };
   };
 
   config = {
@@ -151,6 +156,19 @@ in
       description = "Wayland proxy to the host compositor";
       wantedBy = [ "default.target" ];
       serviceConfig.ExecStart = proxyCommand;
+    };
+
+    # Tray icons: the session's StatusNotifierWatcher, which the host's vmsilo-tray reads over
+    # vsock (its port is the engine's default).
+    systemd.user.services.vmsilo-tray-guest = {
+      description = "vmsilo: this VM's tray icons, for the host's panel";
+      wantedBy = [ "default.target" ];
+      requires = [ "dbus.socket" ];
+      after = [ "dbus.socket" ];
+      serviceConfig = {
+        ExecStart = "${g.engine}/bin/vmsilo-tray-guest --log-level ${g.trayLogLevel}";
+        Restart = "always";
+      };
     };
 
     environment.systemPackages = g.programs;

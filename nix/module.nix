@@ -39,6 +39,7 @@ let
         programs = first.guestPrograms;
         inherit (first) waylandProxy copyChannel;
         engine = engine;
+        trayLogLevel = cfg.vmsilo-tray.logLevel;
         proxyPackage = if first.waylandProxy == "sommelier" then cfg._internal.sommelier else cfg._internal.wayland-proxy-virtwl;
       };
     }
@@ -209,7 +210,9 @@ in
         vmsilo-balloond = lib.mkDefault (
           pkgs.vmsilo-balloond or (pkgs.callPackage ./balloond.nix { vmsilo-nix = engine; })
         );
-        vmsilo-tray = lib.mkDefault (pkgs.vmsilo-tray or engine);
+        vmsilo-tray = lib.mkDefault (
+          pkgs.vmsilo-tray or (pkgs.callPackage ./tray.nix { vmsilo-nix = engine; })
+        );
         vmScripts = lib.listToAttrs (
           map (vm: lib.nameValuePair vm.name "${libexec}/${vm.name}/launch") cfg.nixosVms
         );
@@ -300,7 +303,11 @@ in
         description = "vmsilo tray icons of the VMs";
         wantedBy = [ "graphical-session.target" ];
         partOf = [ "graphical-session.target" ];
-        serviceConfig.ExecStart = "${libexec}/tray";
+        after = [ "graphical-session.target" ];
+        serviceConfig = {
+          ExecStart = "${libexec}/tray";
+          Restart = "on-failure";
+        };
       };
     };
 

@@ -7,6 +7,8 @@
   cattrs,
   rich,
   pywayland,
+  dbus-fast,
+  pillow,
   pytestCheckHook,
   hypothesis,
   nix,
@@ -14,6 +16,7 @@
   desktop-file-utils,
   qemu-utils,
   bash,
+  dbus,
 }:
 buildPythonApplication {
   pname = "vmsilo-nix";
@@ -31,6 +34,7 @@ buildPythonApplication {
       ../nix/module.nix
       ../nix/guest.nix
       ../nix/balloond.nix
+      ../nix/tray.nix
       ../flake.nix
       ../docs
     ];
@@ -41,6 +45,8 @@ buildPythonApplication {
     cattrs
     rich
     pywayland
+    dbus-fast
+    pillow
   ];
   nativeCheckInputs = [
     pytestCheckHook
@@ -50,6 +56,7 @@ buildPythonApplication {
     desktop-file-utils
     qemu-utils
     bash
+    dbus # dbus-daemon: the tray tests' two session buses
   ];
   # Tests that need a network namespace, root or a writable Nix store skip themselves.
   meta = {

@@ -109,6 +109,14 @@ def test_host_module_units_for_the_example(
         "vmsilo-tray",
         "vmsilo-work-wayland",
     ]
+    tray = h["userServiceUnits"]["vmsilo-tray"]
+    assert tray["serviceConfig"] == {
+        "ExecStart": f"{tree}/libexec/vmsilo/tray",
+        "Restart": "on-failure",
+    }
+    assert tray["wantedBy"] == ["graphical-session.target"]
+    assert h["trayPackage"].endswith("-vmsilo-nix")  # the engine's package, holding the daemon
+    assert list(h["guestTrayLogLevels"].values()) == ["info"]
     assert 'KERNEL=="0000:03:00.0", ATTR{driver_override}="vfio-pci"' in h["udev"]
     assert h["initrdModules"] == ["vfio-pci"]
     assert h["preSwitch"].strip().endswith(f"check --file {h['configJson']}")
@@ -193,6 +201,13 @@ def test_host_module_package_is_the_generated_tree(
     first = launcher.splitlines()[0]
     assert first.startswith("#!/nix/store/") and first.endswith("/bin/bash")
     assert "not built yet" not in launcher  # every boot artifact came from the guest system
+    # The tray unit's program is real: it runs and answers --help.
+    tray = (out / "libexec/vmsilo/tray").read_text()
+    program = next(w for w in tray.split() if w.endswith("/bin/vmsilo-tray"))
+    nix.build([h["trayDrv"]], opts=BUILD)
+    shown = subprocess.run([program, "--help"], capture_output=True, text=True, check=True)
+    assert "NAME=COLOUR,ADDRESS" in shown.stdout
+    assert "--vm 'work=#4169e1,vsock:3000675797:5001'" in tray
 
 
 def unit_file(service: dict[str, Any]) -> str:
@@ -324,6 +339,9 @@ def test_guest_module(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> Non
         "wayland-proxy-virtwl --virtio-gpu"
         in (g["userServices"]["vmsilo-wayland-proxy"]["ExecStart"])
     )
+    tray = g["userServices"]["vmsilo-tray-guest"]
+    assert tray["ExecStart"].endswith("/bin/vmsilo-tray-guest --log-level info")
+    assert tray["Restart"] == "always"
     assert [p.rsplit("-", 1)[-1] for p in g["systemPackages"]] == ["firefox"]
     assert g["rootImageContents"] == g["toplevel"]
     assert g["fileSystems"]["/nix/.ro-store"]["device"] == "/dev/vda"

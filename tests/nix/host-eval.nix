@@ -54,6 +54,10 @@ else
     services = lib.mapAttrs (_: s: pick [ "requires" "after" "before" "wantedBy" "serviceConfig" ] s) c.systemd.services;
     sockets = c.systemd.sockets;
     userServices = lib.mapAttrs (_: s: s.serviceConfig) c.systemd.user.services;
+    userServiceUnits = lib.mapAttrs (_: s: pick [ "wantedBy" "partOf" "after" "serviceConfig" ] s) c.systemd.user.services;
+    trayPackage = "${v._internal.vmsilo-tray}";
+    trayDrv = v._internal.vmsilo-tray.drvPath;
+    guestTrayLogLevels = lib.mapAttrs (_: s: s.stubModule.vmsilo.guest.trayLogLevel) v.package.guestSystems;
     nat = c.networking.nat or null;
     udev = c.services.udev.extraRules;
     initrdModules = c.boot.initrd.kernelModules;

@@ -74,7 +74,9 @@ rec {
         cp -r $src $out/lib/vmsilo_nix
         printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m vmsilo_nix "$@"\n' $out/lib ${python} > $out/bin/vmsilo
         printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m vmsilo_nix.balloond "$@"\n' $out/lib ${python} > $out/bin/vmsilo-balloond
-        chmod +x $out/bin/vmsilo $out/bin/vmsilo-balloond
+        printf '#!/bin/sh\nPYTHONPATH=%s exec %s -c "import sys; from vmsilo_nix.tray.cli import host_main; sys.exit(host_main())" "$@"\n' $out/lib ${python} > $out/bin/vmsilo-tray
+        printf '#!/bin/sh\nPYTHONPATH=%s exec %s -c "import sys; from vmsilo_nix.tray.cli import guest_main; sys.exit(guest_main())" "$@"\n' $out/lib ${python} > $out/bin/vmsilo-tray-guest
+        chmod +x $out/bin/vmsilo $out/bin/vmsilo-balloond $out/bin/vmsilo-tray $out/bin/vmsilo-tray-guest
       ''
     ];
   };
