@@ -15,7 +15,6 @@ from typing import Any
 from vmsilo_nix.channel.transport import Address
 from vmsilo_nix.errors import VmsiloError
 
-from .guest import run_guest
 from .host import TrayHost, VmSpec
 from .protocol import DEFAULT_PORT
 from .transport import parse_address
@@ -129,4 +128,6 @@ def guest_main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     _setup_logging(args.log_level)
+    from .guest import run_guest  # noqa: PLC0415 - only the guest loads Pillow
+
     return _run(run_guest(listen))

@@ -31,9 +31,8 @@ from dbus_fast.service import (
 from vmsilo_nix.channel.transport import Address
 
 from . import icons, protocol
-from .host import session_bus
 from .protocol import MAX_TEXT, MAX_TITLE, plain_text
-from .transport import Link, serve
+from .transport import Link, serve, session_bus
 
 log = logging.getLogger("vmsilo.tray")
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import attrs
-from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import (
     DBusBool,
@@ -35,7 +35,7 @@ from dbus_fast.annotations import (
     DBusVariant,
 )
 from dbus_fast.constants import PropertyAccess
-from dbus_fast.errors import AuthError, DBusError, InvalidAddressError
+from dbus_fast.errors import DBusError
 from dbus_fast.service import (
     ServiceInterface,
     dbus_method,
@@ -44,11 +44,10 @@ from dbus_fast.service import (
 )
 
 from vmsilo_nix.channel.transport import Address
-from vmsilo_nix.errors import VmsiloError
 
 from . import protocol
 from .protocol import Pixmap, Pixmaps, ProtocolError
-from .transport import Link, connect
+from .transport import Link, TrayError, connect, session_bus
 
 log = logging.getLogger("vmsilo.tray")
 
@@ -341,21 +340,6 @@ class MenuInterface(ServiceInterface):
     @dbus_signal(name="ItemsPropertiesUpdated")
     def items_properties_updated(self) -> Annotated[list[Any], DBusSignature("a(ia{sv})a(ias)")]:
         return [[], []]
-
-
-class TrayError(VmsiloError):
-    """The tray cannot work: no session bus to show items on or read them from."""
-
-
-async def session_bus(address: str | None) -> MessageBus:
-    """A connection to the session bus (``address``, or the environment's)."""
-    where = address or os.environ.get("DBUS_SESSION_BUS_ADDRESS") or "not set"
-    try:
-        bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SESSION)
-        return await bus.connect()
-    except (OSError, InvalidAddressError, AuthError, DBusError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise TrayError(f"cannot connect to the D-Bus session bus ({where}): {reason}") from None
 
 
 def raise_unknown(ident: int) -> None:

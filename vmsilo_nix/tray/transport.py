@@ -1,4 +1,4 @@
-"""The tray's frames over the channel's sockets, for asyncio.
+"""The tray's frames over the channel's sockets, and its session bus, for asyncio.
 
 The addresses, the socket kinds and the rule of who may connect (only the host, CID 2, over
 vsock; a 0600 Unix socket in tests) are the channel's (:mod:`vmsilo_nix.channel.transport`);
@@ -10,9 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+from dbus_fast import BusType
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import AuthError, DBusError, InvalidAddressError
 
 from vmsilo_nix.channel.transport import (
     Address,
@@ -23,6 +28,7 @@ from vmsilo_nix.channel.transport import (
     peer_allowed,
     sockaddr,
 )
+from vmsilo_nix.errors import VmsiloError
 
 from .protocol import DEFAULT_PORT, FrameReader, Message, MessageType, encode
 
@@ -109,7 +115,24 @@ async def serve(
         link = Link(reader, writer, allowed)
         try:
             await handle(link)
+        except asyncio.CancelledError:
+            pass  # shutting down; asyncio would log a cancelled connection task as an error
         finally:
             await link.close()
 
     return await asyncio.start_server(accepted, sock=listener.sock)
+
+
+class TrayError(VmsiloError):
+    """The tray cannot work: no session bus to show items on or read them from."""
+
+
+async def session_bus(address: str | None) -> MessageBus:
+    """A connection to the session bus (``address``, or the environment's)."""
+    where = address or os.environ.get("DBUS_SESSION_BUS_ADDRESS") or "not set"
+    try:
+        bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SESSION)
+        return await bus.connect()
+    except (OSError, InvalidAddressError, AuthError, DBusError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise TrayError(f"cannot connect to the D-Bus session bus ({where}): {reason}") from None
