@@ -159,14 +159,14 @@ in
     };
 
     # Tray icons: the session's StatusNotifierWatcher, which the host's vmsilo-tray reads over
-    # vsock (its port is the engine's default).
+    # vsock.
     systemd.user.services.vmsilo-tray-guest = {
       description = "vmsilo: this VM's tray icons, for the host's panel";
       wantedBy = [ "default.target" ];
       requires = [ "dbus.socket" ];
       after = [ "dbus.socket" ];
       serviceConfig = {
-        ExecStart = "${g.engine}/bin/vmsilo-tray-guest --log-level ${g.trayLogLevel}";
+        ExecStart = "${g.engine}/bin/vmsilo-tray-guest --log-level ${g.trayLogLevel} --listen vsock::${toString facts.trayVsockPort}";
         Restart = "always";
       };
     };

@@ -206,7 +206,7 @@ def test_host_module_package_is_the_generated_tree(
     program = next(w for w in tray.split() if w.endswith("/bin/vmsilo-tray"))
     nix.build([h["trayDrv"]], opts=BUILD)
     shown = subprocess.run([program, "--help"], capture_output=True, text=True, check=True)
-    assert "NAME=COLOUR,ADDRESS" in shown.stdout
+    assert "NAME=#RRGGBB,ADDRESS" in shown.stdout
     assert "--vm 'work=#4169e1,vsock:3000675797:5001'" in tray
 
 
@@ -340,7 +340,9 @@ def test_guest_module(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> Non
         in (g["userServices"]["vmsilo-wayland-proxy"]["ExecStart"])
     )
     tray = g["userServices"]["vmsilo-tray-guest"]
-    assert tray["ExecStart"].endswith("/bin/vmsilo-tray-guest --log-level info")
+    assert tray["ExecStart"].endswith(
+        "/bin/vmsilo-tray-guest --log-level info --listen vsock::5001"
+    )
     assert tray["Restart"] == "always"
     assert [p.rsplit("-", 1)[-1] for p in g["systemPackages"]] == ["firefox"]
     assert g["rootImageContents"] == g["toplevel"]

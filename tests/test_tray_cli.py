@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.tray_buses import App, Panel, needs_dbus, start_bus, until
-from vmsilo_nix.tray.cli import LOG_LEVELS, host_main, parse_vm
 from vmsilo_nix.config.rules import _LEVELS
+from vmsilo_nix.tray.cli import LOG_LEVELS, host_main, parse_vm
 
 BIN = Path(sys.executable).parent
 needs_scripts = pytest.mark.skipif(
@@ -87,7 +87,9 @@ def test_the_vm_stopping_and_starting_again(buses: tuple[str, str], tmp_path: Pa
     sock = tmp_path / "tray15-cli.sock"
     listen = ("--listen", f"unix:{sock}")
     guest = spawn("vmsilo-tray-guest", guest_bus, "--log-level", "debug", *listen)
-    host = spawn("vmsilo-tray", host_bus, "--log-level", "info", "--vm", f"work=#ff0000,unix:{sock}")
+    host = spawn(
+        "vmsilo-tray", host_bus, "--log-level", "info", "--vm", f"work=#ff0000,unix:{sock}"
+    )
     procs = [guest, host]
 
     async def main() -> None:
@@ -134,7 +136,9 @@ async def _registered(bus: str) -> App | None:
 def test_warn_is_quiet_and_a_missing_bus_is_an_error(
     buses: tuple[str, str], tmp_path: Path
 ) -> None:
-    host = spawn("vmsilo-tray", buses[1], "--log-level", "warn", "--vm", f"a=#ff0000,unix:{tmp_path}/x")
+    host = spawn(
+        "vmsilo-tray", buses[1], "--log-level", "warn", "--vm", f"a=#ff0000,unix:{tmp_path}/x"
+    )
     with pytest.raises(subprocess.TimeoutExpired):
         host.wait(1)
     code, err = stop(host)

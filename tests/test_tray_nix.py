@@ -48,7 +48,10 @@ def test_the_overlay_provides_vmsilo_tray_with_its_dependencies(real: dict[str, 
 def test_the_guest_starts_its_tray_side_in_the_users_session(real: dict[str, object]) -> None:
     text = real["unitText"]
     assert isinstance(text, str)
-    assert f"ExecStart={real['engine']}/bin/vmsilo-tray-guest --log-level debug\n" in text
+    assert (
+        f"ExecStart={real['engine']}/bin/vmsilo-tray-guest --log-level debug --listen vsock::5001\n"
+        in text
+    )
     assert "Requires=dbus.socket" in text and "Restart=always" in text
     assert real["wantedBy"] == ["default.target"]
     assert real["hasDbusSocket"] is True
