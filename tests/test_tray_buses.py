@@ -135,22 +135,15 @@ def test_an_app_item_is_shown_on_the_host_framed_titled_and_clickable(
         assert online.value[1]["toggle-type"].value == "radio"
 
         # A click on a menu entry reaches the app; an id not in the menu does not.
-        await panel.call(
-            service,
-            "/MenuBar",
-            "com.canonical.dbusmenu",
-            "Event",
-            "isvu",
-            [99, "clicked", Variant("i", 0), 0],
-        )
-        await panel.call(
-            service,
-            "/MenuBar",
-            "com.canonical.dbusmenu",
-            "Event",
-            "isvu",
-            [4, "clicked", Variant("i", 0), 0],
-        )
+        for entry in (99, 4):
+            await panel.call(
+                service,
+                "/MenuBar",
+                "com.canonical.dbusmenu",
+                "Event",
+                "isvu",
+                [entry, "clicked", Variant("i", 0), 0],
+            )
         await until(lambda: app.menu.events, what="the click in the app")
         assert app.menu.events == [(4, "clicked")]
 

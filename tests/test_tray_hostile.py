@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import struct
 from collections.abc import Awaitable, Callable, Iterator
@@ -278,3 +279,22 @@ def test_clicks_reach_the_guest_without_coordinates(host_bus: str, tmp_path: Pat
         assert got == [protocol.Activate(0, "primary")]
 
     scenario(host_bus, tmp_path, once(protocol.encode(protocol.Item(item=0))), check)
+
+
+def test_a_guest_dropped_again_and_again_waits_longer_each_time(
+    host_bus: str, tmp_path: Path
+) -> None:
+    times: list[float] = []
+
+    async def always_bad(writer: asyncio.StreamWriter, n: int) -> None:
+        times.append(asyncio.get_running_loop().time())
+        writer.write(HELLO + raw(77, b""))
+        await writer.drain()
+
+    async def check(panel: Panel, evil: FakeGuest, host: TrayHost) -> None:
+        await until(lambda: evil.connections >= 4, timeout=10, what="four attempts")
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert gaps[0] >= 0.3 and gaps[2] >= 1.4  # 0.4 s, 0.8 s, 1.6 s
+        assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
+
+    scenario(host_bus, tmp_path, always_bad, check)

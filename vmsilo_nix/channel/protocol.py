@@ -24,8 +24,8 @@ import enum
 import json
 import signal
 import struct
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -34,6 +34,8 @@ from vmsilo_nix.errors import VmsiloError
 
 VERSION = 1
 HEADER = struct.Struct(">BI")
+K = TypeVar("K", bound=enum.IntEnum)
+M = TypeVar("M")
 #: The largest payload of any frame; STDIN, STDOUT and STDERR chunks are at most this long.
 MAX_PAYLOAD = 64 * 1024
 MAX_SMALL = 256  # SIGNAL, RESIZE, EXIT
@@ -365,41 +367,57 @@ def decode(kind: MessageType, payload: bytes) -> Message:
             return Error(message)
 
 
-class FrameReader:
-    """Turns received bytes into messages, for one direction of one connection.
-
-    ``allowed`` is the set of types the peer may send. The buffer never holds more than one
-    header and one payload within its limit, plus the bytes of one ``feed``.
+class Frames(Generic[K, M]):
+    """Turns received bytes into messages, for one direction of one connection: the framing
+    (type byte, length, per-type limit checked from the header) shared by every protocol in
+    this format. ``kinds`` is its type enum, ``allowed`` the types the peer may send, ``decode``
+    its payload parser. The buffer never holds more than one header and one payload within
+    its limit, plus the bytes of one ``feed``.
     """
 
-    def __init__(self, allowed: frozenset[MessageType]) -> None:
+    def __init__(
+        self,
+        kinds: type[K],
+        allowed: frozenset[K],
+        limits: Mapping[K, int],
+        decode: Callable[[K, bytes], M],
+    ) -> None:
+        self._kinds = kinds
         self._allowed = allowed
+        self._limits = limits
+        self._decode = decode
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes) -> list[M]:
         self._buffer += data
-        messages: list[Message] = []
+        messages: list[M] = []
         while len(self._buffer) >= HEADER.size:
             raw_kind, length = HEADER.unpack_from(self._buffer)
             try:
-                kind = MessageType(raw_kind)
+                kind = self._kinds(raw_kind)
             except ValueError:
                 raise ProtocolError(f"unknown message type {raw_kind}") from None
             if kind not in self._allowed:
                 raise ProtocolError(f"{kind.name} is not allowed in this direction")
-            if length > LIMITS[kind]:
-                raise ProtocolError(
-                    f"{kind.name} of {length} bytes is over its limit of {LIMITS[kind]}"
-                )
+            limit = self._limits[kind]
+            if length > limit:
+                raise ProtocolError(f"{kind.name} of {length} bytes is over its limit of {limit}")
             end = HEADER.size + length
             if len(self._buffer) < end:
                 break
             payload = bytes(self._buffer[HEADER.size : end])
             del self._buffer[:end]
-            messages.append(decode(kind, payload))
+            messages.append(self._decode(kind, payload))
         return messages
 
     @property
     def partial(self) -> bool:
         """Whether a frame has begun but not ended (the peer closing now is an error)."""
         return bool(self._buffer)
+
+
+class FrameReader(Frames[MessageType, Message]):
+    """The channel's frames from a peer that may send ``allowed``."""
+
+    def __init__(self, allowed: frozenset[MessageType]) -> None:
+        super().__init__(MessageType, allowed, LIMITS, decode)

@@ -62,6 +62,7 @@ BURST = 128
 SILENCE = 30.0  # seconds without a frame (the guest pings every 10) before giving up
 HELLO_TIMEOUT = 10.0
 BACKOFF = (0.2, 5.0)  # first and longest wait between connection attempts
+PENALTY = 60.0  # the longest wait after dropping a guest for what it sent
 
 PixmapList = Annotated[list[Any], DBusSignature("a(iiay)")]
 ToolTip = Annotated[list[Any], DBusSignature("(sa(iiay)ss)")]
@@ -457,7 +458,8 @@ class VmLink:
                 self._outbox.put_nowait(msg)
 
     async def run(self) -> None:
-        """Connect, serve, and reconnect, until cancelled."""
+        """Connect, serve, and reconnect, until cancelled. A guest the host had to drop waits
+        longer each time (up to PENALTY), so a hostile one cannot churn the host's bus."""
         delay = BACKOFF[0]
         while True:
             try:
@@ -465,14 +467,15 @@ class VmLink:
             except OSError as err:
                 log.debug("%s: no tray on %s (%s)", self.vm.name, self.vm.address, err)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF[1])
+                delay = min(delay * 2, max(delay, BACKOFF[1]))
                 continue
-            delay = BACKOFF[0]
             log.info("%s: connected to %s", self.vm.name, self.vm.address)
+            refused = False
             try:
                 await self.serve(link)
             except ProtocolError as err:
                 log.warning("%s: dropped the guest's tray: %s", self.vm.name, err)
+                refused = True
             except (OSError, ConnectionError, EOFError) as err:
                 log.info("%s: the connection ended (%s)", self.vm.name, err)
             except (TrayError, DBusError) as err:
@@ -480,6 +483,7 @@ class VmLink:
             finally:
                 self.clear()
                 await link.close()
+            delay = min(delay * 2, PENALTY) if refused else BACKOFF[0]
             await asyncio.sleep(delay)
 
     def clear(self) -> None:

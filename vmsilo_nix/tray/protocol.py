@@ -1,8 +1,9 @@
 """The tray's wire format between a guest and the host: small typed, versioned frames.
 
-A frame is the channel's header (message type, 1 byte; payload length, 4 bytes big endian)
-followed by a JSON object. Every type has its own payload limit, checked from the header before
-the payload is read, so the host never buffers more than :data:`MAX_PAYLOAD` for one frame.
+A frame is the channel's (:class:`~vmsilo_nix.channel.protocol.Frames`): message type, 1 byte;
+payload length, 4 bytes big endian; then the payload, here a JSON object. Every type has its
+own payload limit, checked from the header before the payload is read, so the host never
+buffers more than :data:`MAX_PAYLOAD` for one frame.
 
 Guest to host: HELLO, PING, ITEM (the whole state of one item), MENU (its whole menu), REMOVE.
 Host to guest: HELLO, PING, ACTIVATE, SCROLL, MENU_EVENT.
@@ -24,14 +25,13 @@ import enum
 import html
 import json
 import re
-import struct
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from vmsilo_nix.channel.protocol import ProtocolError
+from vmsilo_nix.channel.protocol import HEADER, Frames, ProtocolError
 from vmsilo_nix.facts import TRAY_VSOCK_PORT
 
 __all__ = ["ProtocolError"]
@@ -39,7 +39,6 @@ __all__ = ["ProtocolError"]
 VERSION = 1
 #: The guest side's vsock port when none is given.
 DEFAULT_PORT = TRAY_VSOCK_PORT
-HEADER = struct.Struct(">BI")
 MAX_PAYLOAD = 1024 * 1024
 MAX_SMALL = 256
 MAX_EVENT = 1024
@@ -485,34 +484,8 @@ def decode(kind: MessageType, payload: bytes) -> Message:
     raise AssertionError(kind)  # pragma: no cover
 
 
-class FrameReader:
-    """Received bytes to messages, for one direction of one connection (``allowed`` is what the
-    peer may send). The buffer holds at most one header and one payload within its limit, plus
-    the bytes of one ``feed``."""
+class FrameReader(Frames[MessageType, Message]):
+    """The tray's frames from a peer that may send ``allowed`` (FROM_GUEST or FROM_HOST)."""
 
     def __init__(self, allowed: frozenset[MessageType]) -> None:
-        self._allowed = allowed
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[Message]:
-        self._buffer += data
-        messages: list[Message] = []
-        while len(self._buffer) >= HEADER.size:
-            raw_kind, length = HEADER.unpack_from(self._buffer)
-            try:
-                kind = MessageType(raw_kind)
-            except ValueError:
-                raise ProtocolError(f"unknown message type {raw_kind}") from None
-            if kind not in self._allowed:
-                raise ProtocolError(f"{kind.name} is not allowed in this direction")
-            if length > LIMITS[kind]:
-                raise ProtocolError(
-                    f"{kind.name} of {length} bytes is over its limit of {LIMITS[kind]}"
-                )
-            end = HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            payload = bytes(self._buffer[HEADER.size : end])
-            del self._buffer[:end]
-            messages.append(decode(kind, payload))
-        return messages
+        super().__init__(MessageType, allowed, LIMITS, decode)
