@@ -169,24 +169,33 @@ def item_message(number: int, props: dict[str, Variant], has_menu: bool) -> prot
     )
 
 
-def menu_node(raw: Any, budget: list[int], depth: int = 1) -> protocol.MenuNode | None:
+def menu_node(
+    raw: Any, budget: list[int], depth: int = 1, seen: set[int] | None = None
+) -> protocol.MenuNode | None:
     """A DBusMenu ``(ia{sv}av)`` as a protocol menu node, cut to the protocol's size and depth
-    (``budget`` holds the nodes still allowed)."""
+    (``budget`` holds the nodes still allowed); entries with bad or repeated ids are left out."""
+    seen = set() if seen is None else seen
     if not (isinstance(raw, list | tuple) and len(raw) == 3) or budget[0] <= 0:
         return None
     ident, props, children = raw
-    if not isinstance(ident, int) or not 0 <= ident <= protocol.MAX_ID:
+    if not isinstance(ident, int) or not 0 <= ident <= protocol.MAX_ID or ident in seen:
         return None
+    seen.add(ident)
     budget[0] -= 1
 
     def prop(name: str, kind: type, default: Any) -> Any:
         v = props.get(name) if isinstance(props, dict) else None
-        return v.value if isinstance(v, Variant) and isinstance(v.value, kind) else default
+        value = v.value if isinstance(v, Variant) else None
+        # bool is an int to Python, not to D-Bus
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        return value if ok else default
 
     kids: list[protocol.MenuNode] = []
     if depth < protocol.MAX_MENU_DEPTH and isinstance(children, list):
         for child in children:
-            node = menu_node(child.value if isinstance(child, Variant) else None, budget, depth + 1)
+            node = menu_node(
+                child.value if isinstance(child, Variant) else None, budget, depth + 1, seen
+            )
             if node is not None:
                 kids.append(node)
     kind = prop("type", str, "standard")

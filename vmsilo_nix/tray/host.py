@@ -169,7 +169,7 @@ class ItemInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ, name="OverlayIconPixmap")
     def overlay_icon_pixmap(self) -> PixmapList:
-        return _dbus_pixmaps(self._s().overlay_icon)
+        return _dbus_pixmaps(self.item.overlay_icon)
 
     @dbus_property(access=PropertyAccess.READ, name="AttentionIconName")
     def attention_icon_name(self) -> DBusStr:
@@ -362,6 +362,7 @@ class HostItem:
         self.state = state
         self.icon: Pixmaps = ()
         self.attention_icon: Pixmaps = ()
+        self.overlay_icon: Pixmaps = ()
         self._colour(state)
         self.menu: protocol.MenuNode = protocol.MenuNode(0)
         self.menu_nodes: dict[int, protocol.MenuNode] = {0: self.menu}
@@ -378,6 +379,9 @@ class HostItem:
         c = self.vm.color
         self.icon = tuple(bordered(p, c) for p in state.icon) or (placeholder(c),)
         self.attention_icon = tuple(bordered(p, c) for p in state.attention_icon)
+        # Panels draw overlays over the icon, some at full size: framed too, so none can cover
+        # the icon's frame.
+        self.overlay_icon = tuple(bordered(p, c) for p in state.overlay_icon)
 
     async def start(self, bus_address: str | None) -> None:
         self.bus = await session_bus(bus_address)
