@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "wayland_context": {"errors", "facts", "sd_notify"},
     "files": set(),
     "balloond": {"files", "config", "process", "errors", "facts", "sd_notify", "assignments"},
-    "tray": {"channel", "process", "errors", "facts", "sd_notify"},
+    "tray": {"channel", "process", "errors", "facts", "sd_notify", "assignments"},
     "build": {"pipeline", "plan", "config", "nixeval", "process", "errors", "facts", "assignments"},
     "cli": set(),  # the top floor: checked only for not being imported
 }

@@ -115,7 +115,7 @@ def test_host_module_units_for_the_example(
         "Restart": "on-failure",
     }
     assert tray["wantedBy"] == ["graphical-session.target"]
-    assert h["trayPackage"].endswith("-vmsilo-nix")  # the engine's package, holding the daemon
+    assert h["trayPackage"].endswith("-vmsilo-tray-0")  # nix/tray.nix over the engine
     assert list(h["guestTrayLogLevels"].values()) == ["info"]
     assert 'KERNEL=="0000:03:00.0", ATTR{driver_override}="vfio-pci"' in h["udev"]
     assert h["initrdModules"] == ["vfio-pci"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -39,8 +41,14 @@ def real() -> dict[str, object]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-def test_the_overlay_provides_vmsilo_tray_with_its_dependencies(real: dict[str, object]) -> None:
-    assert real["tray"] == real["engine"]
+def test_the_overlay_provides_vmsilo_tray_and_the_engine_its_dependencies(
+    real: dict[str, object],
+) -> None:
+    # its own package (like the balloon daemon's), linking the engine's two commands
+    assert real["tray"] == "vmsilo-tray-0.1.0"
+    assert real["mainProgram"] == "vmsilo-tray"
+    assert real["trayLinksTheEngine"] is True
+    assert real["moduleDefault"] == real["overlay"]
     deps = real["dependencies"]
     assert isinstance(deps, list) and {"dbus-fast", "pillow"} <= set(deps)
 
@@ -55,3 +63,29 @@ def test_the_guest_starts_its_tray_side_in_the_users_session(real: dict[str, obj
     assert "Requires=dbus.socket" in text and "Restart=always" in text
     assert real["wantedBy"] == ["default.target"]
     assert real["hasDbusSocket"] is True
+
+
+def test_the_host_unit_runs_the_generated_tray_script(
+    real: dict[str, object], tmp_path: Path
+) -> None:
+    text = real["hostUnit"]
+    assert isinstance(text, str)
+    lines = text.splitlines()
+    (exec_start,) = [line for line in lines if line.startswith("ExecStart=")]
+    assert exec_start.endswith("-vmsilo-tree/libexec/vmsilo/tray")
+    assert "Restart=on-failure" in lines and "PartOf=graphical-session.target" in lines
+    # systemd accepts the unit whole (with an ExecStart that exists here)
+    unit = tmp_path / "vmsilo-tray.service"
+    unit.write_text(
+        "\n".join(
+            "ExecStart=/bin/true" if line.startswith("ExecStart=") else line for line in lines
+        )
+        + "\n"
+    )
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "vmsilo-tray" not in done.stderr, done.stderr

@@ -1,29 +1,55 @@
-# The tray's packaging under a real nixpkgs: the flake's overlay, the package's dependencies and
-# the guest module's user unit as NixOS renders it. Impure: VMSILO_ROOT, VMSILO_NIXPKGS.
+# The tray's packaging under a real nixpkgs (VMSILO_NIXPKGS): the flake's overlay, the host
+# module's default package and user unit in a minimal host without VMs, and the guest module's
+# user unit, all as NixOS renders them. Impure on purpose: VMSILO_ROOT, VMSILO_NIXPKGS.
 let
+  nixpkgs = /. + builtins.getEnv "VMSILO_NIXPKGS";
   root = /. + builtins.getEnv "VMSILO_ROOT";
   flake = (import (root + "/flake.nix")).outputs {
     self = flake;
-    nixpkgs = null;
+    inherit nixpkgs;
   };
-  pkgs = import (/. + builtins.getEnv "VMSILO_NIXPKGS") {
-    overlays = [ flake.overlays.default ];
-    system = "x86_64-linux";
+  host = import (nixpkgs + "/nixos/lib/eval-config.nix") {
+    system = builtins.currentSystem;
+    modules = [
+      flake.nixosModules.default
+      {
+        programs.vmsilo = {
+          enable = true;
+          user = "alice";
+        };
+        users.users.alice.isNormalUser = true;
+        fileSystems."/" = {
+          device = "/dev/disk/by-label/nixos";
+          fsType = "ext4";
+        };
+        boot.loader.grub.enable = false;
+        system.stateVersion = "25.11";
+      }
+    ];
   };
-  guest = (pkgs.nixos {
-    imports = [ (root + "/nix/guest.nix") ];
-    vmsilo.guest = {
-      engine = pkgs.vmsilo-nix;
-      proxyPackage = pkgs.wayland-proxy-virtwl;
-      trayLogLevel = "debug";
-    };
-  }).config;
+  pkgs = host.pkgs;
+  guest =
+    (pkgs.nixos {
+      imports = [ (root + "/nix/guest.nix") ];
+      vmsilo.guest = {
+        engine = pkgs.vmsilo-nix;
+        proxyPackage = pkgs.wayland-proxy-virtwl;
+        trayLogLevel = "debug";
+      };
+    }).config;
   unit = guest.systemd.user.units."vmsilo-tray-guest.service";
 in
 {
-  tray = "${pkgs.vmsilo-tray}";
+  tray = pkgs.vmsilo-tray.name;
+  mainProgram = pkgs.vmsilo-tray.meta.mainProgram;
+  trayLinksTheEngine = builtins.hasAttr (builtins.unsafeDiscardStringContext pkgs.vmsilo-nix.drvPath) (
+    builtins.getContext pkgs.vmsilo-tray.buildCommand
+  );
+  moduleDefault = "${host.config.programs.vmsilo._internal.vmsilo-tray}";
+  overlay = "${pkgs.vmsilo-tray}";
+  hostUnit = host.config.systemd.user.units."vmsilo-tray.service".text;
   engine = "${pkgs.vmsilo-nix}";
-  dependencies = map (p: p.pname or p.name) pkgs.vmsilo-tray.propagatedBuildInputs;
+  dependencies = map (p: p.pname or p.name) pkgs.vmsilo-nix.propagatedBuildInputs;
   unitText = unit.text;
   wantedBy = unit.wantedBy;
   hasDbusSocket = guest.systemd.user.units ? "dbus.socket";

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from vmsilo_nix.assignments import split_assignment
 from vmsilo_nix.channel.transport import Address
 from vmsilo_nix.errors import VmsiloError
 
@@ -53,9 +54,9 @@ _COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 def parse_vm(text: str) -> tuple[str, tuple[int, int, int], Address]:
     """``NAME=#RRGGBB,ADDRESS`` (the plan normalises the colour): a VM name never holds ``=``,
     a colour never ``,``."""
-    name, eq, rest = text.partition("=")
-    colour, comma, address = rest.partition(",")
-    if not (name and eq and comma):
+    name, rest = split_assignment(text)
+    colour, comma, address = (rest or "").partition(",")
+    if not (name and comma):
         raise ValueError(f"--vm {text!r}: expected NAME=#RRGGBB,ADDRESS")
     m = _COLOUR.fullmatch(colour)
     if m is None:
