@@ -165,6 +165,7 @@ in
       wantedBy = [ "default.target" ];
       requires = [ "dbus.socket" ];
       after = [ "dbus.socket" ];
+      path = [ pkgs.librsvg ]; # rsvg-convert draws SVG icons as pixmaps
       serviceConfig = {
         ExecStart = "${g.engine}/bin/vmsilo-tray-guest --log-level ${g.trayLogLevel} --listen vsock::${toString facts.trayVsockPort}";
         Restart = "always";

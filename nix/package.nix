@@ -17,6 +17,7 @@
   qemu-utils,
   bash,
   dbus,
+  librsvg,
 }:
 buildPythonApplication {
   pname = "vmsilo-nix";
@@ -57,6 +58,7 @@ buildPythonApplication {
     qemu-utils
     bash
     dbus # dbus-daemon: the tray tests' two session buses
+    librsvg # rsvg-convert: the guest's SVG icons
   ];
   # Tests that need a network namespace, root or a writable Nix store skip themselves.
   meta = {

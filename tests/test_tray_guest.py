@@ -4,13 +4,16 @@ connection)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from dbus_fast import Variant
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from vmsilo_nix.tray import guest, icons, protocol
 from vmsilo_nix.tray.protocol import FROM_GUEST, FrameReader
@@ -123,3 +126,34 @@ def test_oversized_and_wrong_pixmaps_are_cut_down() -> None:
     good = [[n, n, bytes(n * n * 4)] for n in (16, 22, 24, 32, 48)]
     got = icons.pixmaps([big, short, *good])
     assert [(p.width, p.height) for p in got] == [(256, 128), (48, 48), (32, 32), (24, 24)]
+
+
+SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 16 16">
+<rect width="16" height="16" fill="#00ff00"/></svg>
+"""
+
+
+@pytest.mark.skipif(shutil.which("rsvg-convert") is None, reason="rsvg-convert is not installed")
+def test_an_svg_icon_name_is_drawn_in_the_guest(tmp_path: Path) -> None:
+    theme = tmp_path / "icons" / "hicolor" / "scalable" / "apps"
+    theme.mkdir(parents=True)
+    (theme / "vpn.svg").write_text(SVG)
+    got = icons.render("vpn", str(tmp_path / "icons"))
+    assert [(p.width, p.height) for p in got] == [(64, 64), (32, 32), (22, 22)]
+    assert got[0].data[:4] == bytes((255, 0, 255, 0))  # ARGB: opaque green
+    # a PNG of the same name is preferred (no renderer needed)
+    png_dir = tmp_path / "icons" / "hicolor" / "48x48" / "apps"
+    png_dir.mkdir(parents=True)
+    Image.new("RGBA", (48, 48), (255, 0, 0, 255)).save(png_dir / "vpn.png")
+    assert icons.render("vpn", str(tmp_path / "icons"))[0].data[:4] == bytes((255, 255, 0, 0))
+
+
+def test_a_broken_svg_is_no_icon(tmp_path: Path) -> None:
+    (tmp_path / "bad.svg").write_text("<svg")
+    assert icons.render("bad", str(tmp_path)) == ()
+
+
+def test_no_renderer_is_no_icon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "vpn.svg").write_text(SVG)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    assert icons.render("vpn", str(tmp_path)) == ()

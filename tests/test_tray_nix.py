@@ -61,6 +61,7 @@ def test_the_guest_starts_its_tray_side_in_the_users_session(real: dict[str, obj
         in text
     )
     assert "Requires=dbus.socket" in text and "Restart=always" in text
+    assert "-librsvg-" in text  # rsvg-convert on the service's PATH
     assert real["wantedBy"] == ["default.target"]
     assert real["hasDbusSocket"] is True
 

@@ -39,6 +39,7 @@ PROVIDERS = {
     "qemu-img": "qemu-utils (Debian) or qemu (Nix)",
     "systemctl": "systemd",
     "crosvm": "crosvm",
+    "rsvg-convert": "librsvg (Nix) or librsvg2-bin (Debian)",
 }
 
 #: Seconds a terminated group gets to exit after SIGTERM before SIGKILL.

@@ -39,6 +39,7 @@ rec {
   qemu-utils = tool "qemu-img";
   iproute2 = tool "ip";
   pipewire = tool "pw-container";
+  librsvg = tool "rsvg-convert";
   vhost-device-sound = tool "vhost-device-sound";
   wayland-proxy-virtwl = tool "wayland-proxy-virtwl";
   sommelier = tool "sommelier";

@@ -367,7 +367,9 @@ class Items:
         menu = props.get("Menu")
         menu_path = menu.value if isinstance(menu, Variant) and menu.signature == "o" else ""
         menu_path = "" if menu_path == "/" else menu_path
-        new = item_message(item.number, props, bool(menu_path))
+        # Icon files are read and drawn off the event loop: one slow icon must not stall the
+        # other items.
+        new = await asyncio.to_thread(item_message, item.number, props, bool(menu_path))
         first_menu = menu_path != item.menu_path
         item.menu_path = menu_path
         if new != item.item:

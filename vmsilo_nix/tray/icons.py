@@ -2,18 +2,23 @@
 
 Items name icons (``IconName`` in a theme, or in ``IconThemePath``) or send pixels. The host must
 never look a guest-chosen name up (it could name a host icon or a host file), so the guest
-resolves names in its own icon themes here, decodes the file with Pillow and sends pixels only.
-Pixmaps an app sends are checked and cut down to what the protocol allows.
+resolves names in its own icon themes here, decodes the file with Pillow (SVG files are first
+drawn to PNG by librsvg's ``rsvg-convert``) and sends pixels only. Pixmaps an app sends are
+checked and cut down to what the protocol allows.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from PIL import Image
+
+from vmsilo_nix import process
+from vmsilo_nix.errors import VmsiloError
 
 from .protocol import MAX_PIXMAP_SIDE, MAX_PIXMAPS, Pixmap, Pixmaps
 
@@ -22,9 +27,10 @@ log = logging.getLogger("vmsilo.tray")
 #: The sizes rendered from an icon file, largest first.
 SIZES = (64, 32, 22)
 _THEMES = ("hicolor", "Adwaita", "breeze")
-_EXTENSIONS = (".png", ".xpm")  # raster formats Pillow decodes; SVG needs a renderer
+_EXTENSIONS = (".png", ".xpm", ".svg")  # raster first: what Pillow reads without a renderer
 _MAX_FILE = 4 * 1024 * 1024
 _MAX_SOURCE_PIXELS = 4096 * 4096
+_SVG_TIMEOUT = 5.0
 
 
 def _data_dirs() -> list[Path]:
@@ -44,10 +50,12 @@ def _candidates(name: str, theme_path: str) -> Iterable[Path]:
     for root in roots:
         for n in names:
             yield root / n
-        yield from (p for n in names for p in sorted(root.glob(f"*/*/{n}")))
+        # SIZE/apps/NAME or THEME/SIZE/apps/NAME below it
+        for pattern in ("*/*/{}", "*/*/*/{}"):
+            yield from (p for n in names for p in sorted(root.glob(pattern.format(n))))
     for data in _data_dirs():
         for theme in _THEMES:
-            for size in ("scalable", "256x256", "128x128", "64x64", "48x48", "32x32", "22x22"):
+            for size in ("256x256", "128x128", "64x64", "48x48", "32x32", "22x22", "scalable"):
                 for n in names:
                     yield from sorted((data / "icons" / theme / size).glob(f"*/{n}"))
         for n in names:
@@ -69,12 +77,33 @@ def _argb(image: Image.Image) -> Pixmap:
     return Pixmap(rgba.width, rgba.height, data)
 
 
+def _svg(path: Path, sizes: Sequence[int]) -> Pixmaps:
+    """An SVG drawn by rsvg-convert at each of ``sizes``, or () when it cannot be."""
+    out: list[Pixmap] = []
+    with tempfile.TemporaryDirectory(prefix="vmsilo-tray-") as tmp:
+        for size in sizes:
+            png = Path(tmp) / f"{size}.png"
+            argv = ["rsvg-convert", "-w", str(size), "-h", str(size), "-f", "png", "-o", str(png)]
+            try:
+                done = process.run([*argv, str(path)], timeout=_SVG_TIMEOUT)
+            except VmsiloError as err:  # not installed, or stuck on a hostile file
+                log.debug("cannot draw the icon %s: %s", path, err)
+                return ()
+            if done.returncode != 0:
+                log.debug("cannot draw the icon %s: %s", path, done.stderr.strip())
+                return ()
+            out += load(png, (size,))
+    return tuple(out)
+
+
 def load(path: Path, sizes: Sequence[int] = SIZES) -> Pixmaps:
     """The file decoded at ``sizes`` (never upscaled past its own size), or () when it is not
-    an image Pillow reads."""
+    an image Pillow reads (or, for SVG, rsvg-convert draws)."""
     try:
         if path.stat().st_size > _MAX_FILE:
             return ()
+        if path.suffix == ".svg":
+            return _svg(path, sizes)
         with Image.open(path) as image:
             if image.width * image.height > _MAX_SOURCE_PIXELS:
                 return ()
