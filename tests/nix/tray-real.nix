@@ -1,32 +1,8 @@
 # The tray's packaging under a real nixpkgs (VMSILO_NIXPKGS): the flake's overlay, the host
-# module's default package and user unit in a minimal host without VMs, and the guest module's
-# user unit, all as NixOS renders them. Impure on purpose: VMSILO_ROOT, VMSILO_NIXPKGS.
+# module's default package and user unit in the minimal host of real-host.nix, and the guest
+# module's user unit, all as NixOS renders them. Impure on purpose: VMSILO_ROOT, VMSILO_NIXPKGS.
 let
-  nixpkgs = /. + builtins.getEnv "VMSILO_NIXPKGS";
-  root = /. + builtins.getEnv "VMSILO_ROOT";
-  flake = (import (root + "/flake.nix")).outputs {
-    self = flake;
-    inherit nixpkgs;
-  };
-  host = import (nixpkgs + "/nixos/lib/eval-config.nix") {
-    system = builtins.currentSystem;
-    modules = [
-      flake.nixosModules.default
-      {
-        programs.vmsilo = {
-          enable = true;
-          user = "alice";
-        };
-        users.users.alice.isNormalUser = true;
-        fileSystems."/" = {
-          device = "/dev/disk/by-label/nixos";
-          fsType = "ext4";
-        };
-        boot.loader.grub.enable = false;
-        system.stateVersion = "25.11";
-      }
-    ];
-  };
+  inherit (import ./real-host.nix) host root;
   pkgs = host.pkgs;
   guest =
     (pkgs.nixos {
