@@ -298,3 +298,34 @@ def test_a_guest_dropped_again_and_again_waits_longer_each_time(
         assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
 
     scenario(host_bus, tmp_path, always_bad, check)
+
+
+def test_stopping_the_host_while_it_drops_a_guest_ends_it(host_bus: str, tmp_path: Path) -> None:
+    """A stop that arrives while a link winds a dropped connection down is not swallowed (the
+    link would otherwise reconnect forever and the host never exit)."""
+
+    async def always_bad(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(HELLO + raw(77, b""))
+        await writer.drain()
+
+    async def main() -> None:
+        evil = FakeGuest(tmp_path / "evil15-stop.sock", always_bad)
+        server = await evil.start()
+        link = host_mod.VmLink(VmSpec("evil", (0, 0, 255), UnixAddress(str(evil.path))), host_bus)
+        real_send = link._send
+
+        async def send_then_stop(conn: Any) -> None:  # the stop lands in serve's clean-up
+            try:
+                await real_send(conn)
+            finally:
+                task.cancel()
+
+        link._send = send_then_stop  # type: ignore[method-assign, assignment]
+        task = asyncio.ensure_future(link.run())
+        try:
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+        finally:
+            server.close()
+        assert task.cancelled()
+
+    asyncio.run(main())

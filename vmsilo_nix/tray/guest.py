@@ -491,8 +491,9 @@ class GuestServer:
             pass
         finally:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            # gather, not a suppressed await: a cancellation of this handler itself (shutdown)
+            # must not be swallowed here
+            await asyncio.gather(sender, return_exceptions=True)
             if self._current is link:
                 self._current = None
             log.info("the host disconnected")

@@ -511,9 +511,9 @@ class VmLink:
         finally:
             sender.cancel()
             watchdog.cancel()
-            for task in (sender, watchdog):
-                with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
-                    await task
+            # gather, not a suppressed await: were this link's own task cancelled meanwhile
+            # (the host shutting down), swallowing that would leave it reconnecting forever
+            await asyncio.gather(sender, watchdog, return_exceptions=True)
 
     async def _send(self, link: Link) -> None:
         with contextlib.suppress(OSError, ConnectionError):
@@ -641,9 +641,7 @@ class TrayHost:
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await asyncio.gather(*tasks, return_exceptions=True)
             for link in self.links:
                 link.clear()
             self.bus.disconnect()
