@@ -204,7 +204,7 @@ def test_host_module_package_is_the_generated_tree(
     # The tray unit's program is real: it runs and answers --help.
     tray = (out / "libexec/vmsilo/tray").read_text()
     program = next(w for w in tray.split() if w.endswith("/bin/vmsilo-tray"))
-    nix.build([h["trayDrv"]], opts=BUILD)
+    build_outputs([h["trayDrv"]])
     shown = subprocess.run([program, "--help"], capture_output=True, text=True, check=True)
     assert "NAME=#RRGGBB,ADDRESS" in shown.stdout
     assert "--vm 'work=#4169e1,vsock:3000675797:5001'" in tray
