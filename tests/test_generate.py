@@ -238,10 +238,59 @@ def test_cli_refuses_a_foreign_directory(tmp_path: Path, run: Callable[..., Resu
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     r = run("generate", "--file", str(EXAMPLES / "desktop.json"), "--out", str(out))
-    assert r.code != 0
+    assert r.code == 5  # the output's code, not 3 (the configuration could not be read)
     assert "refusing to replace it (found notes.txt)" in r.err
     assert "wrote" not in r.out
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def read_only(directory: Path, *argv: str) -> list[str]:
+    """``argv`` run where ``directory`` cannot be written: its mode says so, and root (whom
+    modes do not stop) gets a private mount namespace with ``directory`` bind-mounted read-only."""
+    directory.chmod(0o555)
+    if os.geteuid() != 0:
+        return list(argv)
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        str(directory),
+        *argv,
+    ]
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("unshare") is None, reason="root needs unshare (util-linux)"
+)
+@pytest.mark.parametrize("command", ["generate", "options", "facts"])
+def test_a_write_failure_exits_5_and_says_what_it_could_not_write(
+    tmp_path: Path, command: str
+) -> None:
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    out = parent / "out"
+    words = {
+        "generate": ["generate", "--file", str(EXAMPLES / "desktop.json"), "--out", str(out)],
+        "options": ["options", "--format", "nix", "-o", str(out)],
+        "facts": ["facts", "-o", str(out)],
+    }[command]
+    argv = read_only(
+        parent, sys.executable, "-m", "vmsilo_nix", "--option", "substituters", "", *words
+    )
+    try:
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=120)
+    finally:
+        parent.chmod(0o755)
+    assert proc.returncode == 5, proc.stderr
+    assert f"error: cannot write {out}" in proc.stderr
+    assert "Read-only file system" in proc.stderr or "Permission denied" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(parent.iterdir()) == []  # nothing half-written: no lock, no temporary
 
 
 # Writes a tree of many files, each write slowed down, so that concurrent runs overlap.

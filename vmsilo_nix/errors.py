@@ -3,7 +3,7 @@
 ``VmsiloError`` is the one base: the CLI catches it and prints ``str(err)``; anything else
 reaching the top is a bug. Callers that need to tell causes apart catch one of its few
 subclasses: ``ConfigError`` (with every ``Problem``), ``SourceError``, ``NixError``,
-``ProgramNotFoundError`` (``NixNotFoundError`` for Nix itself).
+``ProgramNotFoundError`` (``NixNotFoundError`` for Nix itself), ``WriteError``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ class ConfigError(VmsiloError):
 
 class SourceError(VmsiloError):
     """The configuration source (flake, file, JSON) could not be read."""
+
+
+class WriteError(VmsiloError):
+    """An output (a generated tree, an ``-o`` file) could not be written, or was refused."""
 
 
 class NixError(VmsiloError):

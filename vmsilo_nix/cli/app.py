@@ -2,8 +2,9 @@
 
 Exit status: 0 success; 1 the configuration is invalid; 2 usage error; 3 the configuration could
 not be read or evaluated (Nix error, bad JSON, missing file); 4 a required program (nix) is
-missing; 130 interrupted (SIGINT), 143 and 129 stopped by SIGTERM and SIGHUP. Whatever stops
-it, no child process (nix) is left running.
+missing; 5 an output could not be written (or is a directory vmsilo did not write); 130
+interrupted (SIGINT), 143 and 129 stopped by SIGTERM and SIGHUP. Whatever stops it, no child
+process (nix) is left running.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
-from vmsilo_nix.errors import ConfigError, NixError, Problem, ProgramNotFoundError, VmsiloError
+from vmsilo_nix.errors import (
+    ConfigError,
+    NixError,
+    Problem,
+    ProgramNotFoundError,
+    VmsiloError,
+    WriteError,
+)
 from vmsilo_nix.files import write_atomically
 from vmsilo_nix.nixeval import nix, nix_eval_jobs, source
 from vmsilo_nix.plan import host as plan
@@ -37,7 +45,7 @@ if TYPE_CHECKING:
     from vmsilo_nix.build import run as build_run
     from vmsilo_nix.build.planner import BuildPlan, VmTargets
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING, EXIT_WRITE = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
 EXIT_BUILD_FAILED = 1
 DEFAULT_ARTIFACTS = "vmsilo-artifacts.json"
@@ -152,7 +160,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="vmsilo",
         description="Check, inspect and generate vmsilo VM configurations.",
         epilog="Exit status: 0 ok, 1 invalid configuration, 2 usage error, 3 configuration "
-        "could not be read or evaluated, 4 nix not installed, 130 interrupted, 143 or 129 "
+        "could not be read or evaluated, 4 nix not installed, 5 output could not be written, "
+        "130 interrupted, 143 or 129 "
         "stopped by SIGTERM or SIGHUP.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -415,10 +424,18 @@ def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def write_output(path: Path, text: str) -> None:
+    """An output file the user named, written whole; a failure is the output's (exit 5)."""
+    try:
+        write_atomically(path, text)
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
     text = options_render.RENDERERS[args.format]()
     if args.output:
-        write_atomically(Path(args.output), text)
+        write_output(Path(args.output), text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -427,7 +444,7 @@ def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
 def cmd_facts(args: argparse.Namespace, out: Console, err: Console) -> int:
     text = json.dumps(facts.for_nix(), indent=2) + "\n"
     if args.output:
-        write_atomically(Path(args.output), text)
+        write_output(Path(args.output), text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -530,7 +547,7 @@ def _build(
         report = build_run.build(bplan, opts=_nix_options(args), on_event=on_event)
     target = Path(args.artifacts_out or DEFAULT_ARTIFACTS)
     doc = build_artifacts.updated(target, report.succeeded)
-    write_atomically(target, build_artifacts.text(doc))
+    write_output(target, build_artifacts.text(doc))
     failed = [r for r in report.results.values() if r.status == "failed"]
     order = _vm_order(args, [r.targets for r in failed])
     for result in failed:
@@ -818,6 +835,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ProgramNotFoundError as e:
         _error(err, str(e))
         return EXIT_MISSING
+    except WriteError as e:
+        _error(err, str(e))
+        return EXIT_WRITE
     except NixError as e:
         _error(err, "Nix failed:")
         err.print(Text(e.details() if args.debug else str(e)))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import attrs
 
-from vmsilo_nix.errors import VmsiloError
+from vmsilo_nix.errors import WriteError
 
 EXECUTABLE = 0o755
 REGULAR = 0o644
@@ -47,7 +47,7 @@ Entry = File | Link
 Tree = Mapping[str, Entry]  # relative POSIX paths -> entries
 
 
-class TreeError(VmsiloError):
+class TreeError(WriteError):
     """The output directory cannot be written."""
 
 
