@@ -451,3 +451,67 @@ def test_tables_use_the_whole_line_when_not_a_terminal(tmp_path: Path) -> None:
             short = option.removeprefix("programs.vmsilo.")
             assert any(line.startswith(word) and short in line for line in lines), short
     assert max(len(line) for line in lines) > 80
+
+
+@pytest.mark.parametrize(
+    ("entry", "path", "message"),
+    [
+        (
+            {"packages": {"crosvm": "result/bin"}},
+            "artifacts.packages.crosvm",
+            "expected a package under /nix/store/ (as Nix builds them), got 'result/bin'",
+        ),
+        (
+            {"packages": {"crosvm": "/usr/bin"}},
+            "artifacts.packages.crosvm",
+            "expected a package under /nix/store/",
+        ),
+        (  # a file inside a package is not the package
+            {"packages": {"crosvm": "/nix/store/0000-crosvm/bin/crosvm"}},
+            "artifacts.packages.crosvm",
+            "expected a package under /nix/store/",
+        ),
+        (
+            {"vms": {"work": {"kernel": "linux/bzImage"}}},
+            "artifacts.vms.work.kernel",
+            "expected a file in the store under /nix/store/ (as Nix builds them), "
+            "got 'linux/bzImage'",
+        ),
+        (  # leaving the store through ..
+            {"vms": {"work": {"rootImage": "/nix/store/../../home/a/root.img"}}},
+            "artifacts.vms.work.rootImage",
+            "expected a file in the store under /nix/store/",
+        ),
+        (
+            {"vms": {"work": {"toplevel": "/nix/store/0000-nixos-system/init"}}},
+            "artifacts.vms.work.toplevel",
+            "expected a store path under /nix/store/",
+        ),
+    ],
+)
+def test_artifacts_must_be_store_paths(
+    run: Any, tmp_path: Path, entry: dict[str, Any], path: str, message: str
+) -> None:
+    bad = tmp_path / "a.json"
+    bad.write_text(json.dumps(entry))
+    result = run("plan", "--file", DESKTOP_JSON, "--artifacts", str(bad))
+    assert result.code == 1
+    assert f"{path}: {message}" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_artifacts_for_a_vm_the_configuration_lacks(run: Any, tmp_path: Path) -> None:
+    good = json.loads(Path(ARTIFACTS_FILE).read_text())
+    good["vms"]["wrok"] = good["vms"].pop("work")
+    bad = tmp_path / "a.json"
+    bad.write_text(json.dumps(good))
+    for command in (["plan"], ["show", "banking"], ["generate", "--out", str(tmp_path / "o")]):
+        result = run(*command, "--file", DESKTOP_JSON, "--artifacts", str(bad))
+        assert result.code == 1, command
+        assert (
+            f"artifacts.vms.wrok: {bad} gives artifacts for VM 'wrok', which the configuration "
+            "does not have; did you mean 'work'? (VMs: banking, work, vault, net)" in result.err
+        )
+    assert not (tmp_path / "o").exists()
+    # the golden file, every name known and every path in the store, is accepted
+    assert run("plan", "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE).code == 0

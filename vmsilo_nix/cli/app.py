@@ -26,7 +26,7 @@ from rich.text import Text
 
 from vmsilo_nix import __version__, facts, pipeline, process
 from vmsilo_nix.config import options as options_render
-from vmsilo_nix.config.artifacts import Artifacts, load_artifacts
+from vmsilo_nix.config.artifacts import Artifacts, load_artifacts, unknown_vms
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
 from vmsilo_nix.errors import (
@@ -464,6 +464,10 @@ def _config_and_plan(
         )
     checked = _load(args, err, artifacts)
     names = [vm.name for vm in checked.config.nixos_vms]
+    if args.artifacts:
+        stale = unknown_vms(artifacts, names, args.artifacts)
+        if stale:
+            raise ConfigError(stale)
     for name in wanted:
         _check_vm_name(name, names)
     return checked.config, checked.plan, artifacts

@@ -8,13 +8,14 @@ initrd or root image is missing is reported as unbuilt, never given an invented 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import posixpath
+from collections.abc import Mapping, Sequence
 
 import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
-from vmsilo_nix.config.convert import CONVERTER, Mismatch, located
-from vmsilo_nix.config.schema import option
+from vmsilo_nix.config.convert import CONVERTER, STORE_DIR, Mismatch, located
+from vmsilo_nix.config.schema import camel, option
 from vmsilo_nix.errors import ConfigError, Problem
 
 # Programs the plans run, by the name of their executable.
@@ -68,9 +69,60 @@ def load_artifacts(raw: object) -> Artifacts:
         for name in artifacts.packages
         if name not in PROGRAMS
     ]
-    if unknown:
-        raise ConfigError(unknown)
+    problems = unknown + _outside_the_store(artifacts)
+    if problems:
+        raise ConfigError(problems)
     return artifacts
+
+
+def _outside_the_store(artifacts: Artifacts) -> list[Problem]:
+    """Nix gives absolute store paths; anything else (a relative path, one that leaves the
+    store through ``..``, a file on the host) would make launchers run what Nix never built."""
+    problems = [
+        Problem(f"artifacts.packages.{name}", _not_a_store_path(path, "a package"))
+        for name, path in artifacts.packages.items()
+        if not _is_store_path(path, inside=False)
+    ]
+    for name, vm in artifacts.vms.items():
+        for field in attrs.fields(VmArtifacts):
+            path = getattr(vm, field.name)
+            # the toplevel is a store path itself; the others are files inside one
+            whole = field.name == "toplevel"
+            if path is not None and not _is_store_path(path, inside=not whole):
+                kind = "a store path" if whole else "a file in the store"
+                where = f"artifacts.vms.{name}.{camel(field.name)}"
+                problems.append(Problem(where, _not_a_store_path(path, kind)))
+    return problems
+
+
+def _is_store_path(path: str, *, inside: bool) -> bool:
+    """``STORE_DIR/<name>`` (``inside``: a path below it); absolute and normal, no ``..``."""
+    if not path.startswith(STORE_DIR + "/") or posixpath.normpath(path) != path:
+        return False
+    depth = path[len(STORE_DIR) + 1 :].count("/")
+    return depth >= 1 if inside else depth == 0
+
+
+def _not_a_store_path(path: str, kind: str) -> str:
+    return f"expected {kind} under {STORE_DIR}/ (as Nix builds them), got {path!r}"
+
+
+def unknown_vms(artifacts: Artifacts, vm_names: Sequence[str], origin: str) -> list[Problem]:
+    """A VM the artifacts name but the configuration does not have: a misspelt or stale entry
+    would otherwise leave the VM it meant unbuilt, or build another VM's system into it."""
+    problems = []
+    for name in artifacts.vms:
+        if name not in vm_names:
+            close = difflib.get_close_matches(name, vm_names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                Problem(
+                    f"artifacts.vms.{name}",
+                    f"{origin} gives artifacts for VM {name!r}, which the configuration does "
+                    f"not have{hint} (VMs: {', '.join(vm_names) or 'none'})",
+                )
+            )
+    return problems
 
 
 def _unknown_program(name: str) -> str:
