@@ -19,10 +19,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TextIO
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from vmsilo_nix import __version__, facts, pipeline, process
 from vmsilo_nix.config import options as options_render
@@ -42,6 +39,9 @@ from vmsilo_nix.nixeval import nix, nix_eval_jobs, source
 from vmsilo_nix.plan import host as plan
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from vmsilo_nix.build import run as build_run
     from vmsilo_nix.build.planner import BuildPlan, VmTargets
 
@@ -332,7 +332,7 @@ def _nix_options(args: argparse.Namespace) -> nix.NixOptions:
 @contextlib.contextmanager
 def _progress(console: Console, text: str) -> Iterator[None]:
     """A spinner on stderr while Nix works; nothing when stderr is not a terminal."""
-    if console.is_terminal:
+    if _isatty(sys.stderr) and console.is_terminal:
         with console.status(text):
             yield
     else:
@@ -351,9 +351,7 @@ def _load(
 
 def _print_warnings(warnings: Sequence[Problem], err: Console) -> None:
     for w in warnings:
-        err.print(
-            Text.assemble(("warning", "bold yellow"), ": ", (w.path, "bold"), ": ", w.message)
-        )
+        err.print(_styled(("warning", "bold yellow"), ": ", (w.path, "bold"), ": ", w.message))
 
 
 def print_json(data: object, *, sort_keys: bool = False) -> None:
@@ -394,7 +392,7 @@ def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     else:
         summary = _vm_summary(config.nixos_vms)
         note = f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""
-        out.print(Text.assemble(("valid", "green"), ": " + summary + note))
+        out.print(_styled(("valid", "green"), ": " + summary + note))
     return EXIT_INVALID if refused else EXIT_OK
 
 
@@ -408,14 +406,14 @@ def _vm_summary(vms: Sequence[Vm], shown: int = 8) -> str:
 
 def _error(err: Console, message: str) -> None:
     """One error line; user data is never read as rich markup."""
-    err.print(Text.assemble(("error", "bold red"), ": ", message))
+    err.print(_styled(("error", "bold red"), ": ", message))
 
 
 def _print_problems(e: ConfigError, err: Console) -> None:
     n = len(e.problems)
     _error(err, f"the configuration has {n} problem{'s' if n != 1 else ''}:")
     for p in e.problems:
-        err.print(Text.assemble("  ", (p.path, "bold"), ": ", p.message))
+        err.print(_styled("  ", (p.path, "bold"), ": ", p.message))
 
 
 def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -583,7 +581,7 @@ def _print_build_failure(
     for drv, log in result.failed.items():
         _error(err, f"VM {result.vm} was not built: {drv} failed to build")
         if log:
-            err.print(Text("  its log ends with:\n" + "\n".join(f"    {line}" for line in log)))
+            err.print(_styled("  its log ends with:\n" + "\n".join(f"    {line}" for line in log)))
 
 
 def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -701,7 +699,10 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
         table.add_column(column, no_wrap=column != "")
     for row in rows:
         table.add_row(
-            *row[:1], Text(row[1], style=STATE_STYLES[row[1]]), *row[2:5], Text(row[5], style="dim")
+            *row[:1],
+            _styled((row[1], STATE_STYLES[row[1]])),
+            *row[2:5],
+            _styled((row[5], "dim")),
         )
     out.print(table)
     return EXIT_OK
@@ -733,7 +734,7 @@ def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
         Path(args.out),
         tree,
         marker=facts.MANIFEST,
-        on_wait=lambda: err.print(Text(f"waiting for another run writing {args.out}...")),
+        on_wait=lambda: err.print(_styled(f"waiting for another run writing {args.out}...")),
     )
     if args.json:
         print_json({"out": args.out, "changed": changed, "entries": len(tree), "vms": list(p.vms)})
@@ -744,7 +745,7 @@ def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
     unbuilt = [n for n, v in p.vms.items() if v.unbuilt]
     if unbuilt:
         err.print(
-            Text(f"note: not built yet, their launchers refuse to start: {', '.join(unbuilt)}")
+            _styled(f"note: not built yet, their launchers refuse to start: {', '.join(unbuilt)}")
         )
     return EXIT_OK if built_ok else EXIT_BUILD_FAILED
 
@@ -816,18 +817,53 @@ def _batch_gc(batch: bool) -> Iterator[None]:
 UNBOUNDED_WIDTH = 100_000
 
 
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False
+
+
 def _width(stream: TextIO) -> int | None:
     """None (rich asks the terminal) for a terminal, else no limit."""
-    try:
-        return None if stream.isatty() else UNBOUNDED_WIDTH
-    except ValueError:  # closed
-        return UNBOUNDED_WIDTH
+    return None if _isatty(stream) else UNBOUNDED_WIDTH
+
+
+def _styled(*parts: str | tuple[str, str]) -> Text:
+    """rich Text (user data is never read as markup), rich imported only when printing."""
+    from rich.text import Text  # noqa: PLC0415 (plan --json and check --json print no Text)
+
+    return Text.assemble(*parts)
+
+
+class _LazyConsole:
+    """A rich Console made on first use: `plan --json` prints none, and importing and setting
+    up rich is a tenth of its start-up."""
+
+    def __init__(self, stream: TextIO, *, stderr: bool) -> None:
+        self._stream, self._stderr = stream, stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> object:
+        if self._console is None:
+            from rich.console import Console  # noqa: PLC0415
+
+            # soft_wrap: messages stay one line each, whatever the terminal width, for grep.
+            self._console = Console(
+                stderr=self._stderr, soft_wrap=True, highlight=False, width=_width(self._stream)
+            )
+        return getattr(self._console, name)
+
+
+def _consoles() -> tuple[Console, Console]:
+    return (
+        cast("Console", _LazyConsole(sys.stdout, stderr=False)),
+        cast("Console", _LazyConsole(sys.stderr, stderr=True)),
+    )
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    # soft_wrap: messages stay one line each, whatever the terminal width, for grep and scripts.
-    out = Console(soft_wrap=True, highlight=False, width=_width(sys.stdout))
-    err = Console(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.stderr))
+    out, err = _consoles()
     try:
         return COMMANDS[args.command](args, out, err)
     except ConfigError as e:
@@ -844,7 +880,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_WRITE
     except NixError as e:
         _error(err, "Nix failed:")
-        err.print(Text(e.details() if args.debug else str(e)))
+        err.print(_styled(e.details() if args.debug else str(e)))
         if not args.debug:
             err.print("(run with --debug for the whole trace)")
         return EXIT_SOURCE
