@@ -515,3 +515,32 @@ def test_artifacts_for_a_vm_the_configuration_lacks(run: Any, tmp_path: Path) ->
     assert not (tmp_path / "o").exists()
     # the golden file, every name known and every path in the store, is accepted
     assert run("plan", "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE).code == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["plan", "--json"], ["check", "--json"], ["check"]])
+def test_a_full_standard_output_exits_5(command: list[str]) -> None:
+    # plan's document fails in its write, check's few lines only when flushed at exit
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vmsilo_nix", *OFFLINE, *command, "--file", DESKTOP_JSON],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert proc.returncode == 5, proc.stderr
+    assert "error: cannot write standard output: No space left on device" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_program_prints_the_whole_document_before_it_exits(run: Any) -> None:
+    # the program leaves a batch command's data to the process's exit: all output goes first
+    proc = subprocess.run(
+        [sys.executable, "-m", "vmsilo_nix", *OFFLINE, "plan", "--json", "--file", DESKTOP_JSON],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout == run("plan", "--json", "--file", DESKTOP_JSON).out
+    assert json.loads(proc.stdout)["startOrder"]

@@ -1,5 +1,3 @@
-import sys
+from vmsilo_nix.cli.app import run
 
-from vmsilo_nix.cli.app import main
-
-sys.exit(main())
+run()

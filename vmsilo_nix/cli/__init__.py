@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from vmsilo_nix.cli.app import main
+from vmsilo_nix.cli.app import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

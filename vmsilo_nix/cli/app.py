@@ -15,11 +15,12 @@ import difflib
 import gc
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TextIO, cast
 
 from vmsilo_nix import __version__, facts, pipeline, process
 from vmsilo_nix.config import options as options_render
@@ -345,6 +346,7 @@ def _load(
     src = source.parse_source(flake=args.flake, file=args.file)
     with _progress(err, f"Evaluating {src.describe()}..."):
         checked = pipeline.load_planned(src, _nix_options(args), artifacts)
+    _keep(checked)
     _print_warnings(checked.warnings, err)
     return checked
 
@@ -360,7 +362,13 @@ def print_json(data: object, *, sort_keys: bool = False) -> None:
     indent = 2 if sys.stdout.isatty() else None
     # check_circular: the data is a tree built here, and skipping the check is ~10% faster.
     text = json.dumps(data, indent=indent, sort_keys=sort_keys, check_circular=False)
-    sys.stdout.write(text + "\n")
+    try:
+        sys.stdout.write(text + "\n")
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # a full disk, a closed descriptor: the output is incomplete
+        raise WriteError(f"cannot write standard output: {e.strerror or e}") from None
+    _keep(data)
 
 
 def _problems_json(problems: Sequence[Problem]) -> list[dict[str, str]]:
@@ -783,9 +791,46 @@ COMMANDS = {
 }
 
 
+class _Exit:
+    """How ``run`` ends the process: a batch command's data (a 1000-VM plan and its JSON are a
+    million objects) is left to the process's exit rather than freed object by object, which
+    is a twentieth of `plan --json`. Only ``run`` (the program) sets ``fast``; callers of
+    ``main`` in their own process keep nothing."""
+
+    fast = False
+    batch = False
+    kept: ClassVar[list[object]] = []
+
+
+def _keep(data: object) -> None:
+    if _Exit.fast:
+        _Exit.kept.append(data)
+
+
+def run() -> NoReturn:
+    """The ``vmsilo`` program: ``main``, then exit; a batch command exits once its output is
+    flushed, without tearing down the interpreter (no exit handlers are registered for them)."""
+    _Exit.fast = True
+    code = main()
+    if not _Exit.batch:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader left, as in _dispatch: not a failure
+        pass
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"error: cannot write standard output: {e.strerror or e}\n")
+            sys.stderr.flush()
+        code = EXIT_WRITE
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(words).parse_args(words)
+    _Exit.batch = args.command in BATCH
     # channel and wayland-context handle (or forward) signals themselves.
     unwind = args.command not in ("channel", "wayland-context")
     with _batch_gc(args.command in BATCH), process.signals_unwind() if unwind else _nothing():
@@ -844,7 +889,7 @@ class _LazyConsole:
         self._stream, self._stderr = stream, stderr
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> object:
+    def _made(self) -> Console:
         if self._console is None:
             from rich.console import Console  # noqa: PLC0415
 
@@ -852,7 +897,19 @@ class _LazyConsole:
             self._console = Console(
                 stderr=self._stderr, soft_wrap=True, highlight=False, width=_width(self._stream)
             )
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._made(), name)
+
+    def print(self, *objects: object) -> None:
+        try:
+            self._made().print(*objects)
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # a full disk: the output is incomplete
+            where = "standard error" if self._stderr else "standard output"
+            raise WriteError(f"cannot write {where}: {e.strerror or e}") from None
 
 
 def _consoles() -> tuple[Console, Console]:
