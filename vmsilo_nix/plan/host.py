@@ -106,7 +106,7 @@ def plan(config: Config, artifacts: Artifacts | None = None, layout: Layout | No
     return Plan(
         vms=vms,
         start_order=tuple(start_order(config)),
-        nat=network.plan_nat(config),
+        nat=network.plan_nat(config, [v.network.taps for v in vms.values()]),
         isolated_pci_devices=tuple(normalise_bdf(b) for b in config.isolated_pci_devices),
         depends_on={vm.name: vm.depends_on for vm in config.nixos_vms},
         balloond=daemons.balloond_argv(config, layout, artifacts),

@@ -12,11 +12,12 @@ interface (matched by its permanent MAC address) and configures it from ``networ
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 import attrs
 
+from vmsilo_nix.config import values
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config, Route, Vm
 from vmsilo_nix.config.naming import interfaces_in_order, mac_of, tap_name
@@ -215,27 +216,32 @@ class NatPlan:
         return tuple(n for n in self.networks if ":" in n)
 
 
-def plan_nat(config: Config) -> NatPlan | None:
-    """The NAT of all VMs' routed TAPs, or None when ``hostNetworking.nat.enable`` is false."""
+def plan_nat(config: Config, taps: Sequence[Sequence[TapPlan]] | None = None) -> NatPlan | None:
+    """The NAT of all VMs' routed TAPs, or None when ``hostNetworking.nat.enable`` is false.
+
+    ``taps`` (each VM's, in configuration order) are the ones already planned, when given."""
     nat = config.host_networking.nat
     if not nat.enable:
         return None
-    taps: list[str] = []
+    names: list[str] = []
     networks: set[IpNetwork] = set()
     sources: list[OptionPath] = [
         ("hostNetworking", "nat", "enable"),
         ("hostNetworking", "nat", "interface"),
     ]
-    for vm_index in range(len(config.nixos_vms)):
-        for tap in plan_taps(config, vm_index):
+    if taps is None:
+        taps = [plan_taps(config, i) for i in range(len(config.nixos_vms))]
+    for vm_index, vm_taps in enumerate(taps):
+        for tap in vm_taps:
             if tap.host_address is None:
                 continue
-            taps.append(tap.name)
-            networks.add(ipaddress.ip_interface(tap.host_address).network)
+            names.append(tap.name)
+            family = 6 if ":" in tap.host_address else 4
+            networks.add(values.parse_interface_address(tap.host_address, family).network)
             sources.append((*interface_path(vm_index, tap.interface), "tap", "hostAddress"))
     return NatPlan(
         external_interface=nat.interface,
-        internal_interfaces=tuple(sorted(taps)),
+        internal_interfaces=tuple(sorted(names)),
         networks=tuple(str(n) for n in _sorted_networks(networks)),
         sources=tuple(sources),
     )
