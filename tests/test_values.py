@@ -74,6 +74,35 @@ def test_ip_parsers_total_on_address_like_text(text: str) -> None:
     _total(v.parse_ip, text)
 
 
+def _ipaddress_reads(text: str) -> object:
+    try:
+        return ipaddress.ip_interface(text) if "/" in text else ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+@given(
+    st.lists(
+        st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "010", "255", "256", ""]),
+        min_size=3,
+        max_size=5,
+    ).map(".".join),
+    st.none() | st.integers(0, 40).map(str) | st.sampled_from(["024", "08"]),
+)
+def test_ipv4_reads_as_ipaddress_reads_it(address: str, prefix: str | None) -> None:
+    # vmsilo reads canonical dotted quads itself; it must accept and refuse exactly as
+    # ipaddress does, and give the same value
+    text = address if prefix is None else f"{address}/{prefix}"
+    expected = _ipaddress_reads(text)
+    parse = v.parse_ip if prefix is None else v.parse_interface_address
+    args = (text,) if prefix is None else (text, 4)
+    try:
+        got: object = parse(*args)
+    except ValueError:
+        got = None
+    assert got == expected and type(got) is type(expected)
+
+
 # --------------------------------------------------------------------------------------------
 # Sizes
 

@@ -321,6 +321,21 @@ def _check_no_zone(text: str) -> None:
         raise ValueError(f"invalid address {_show(text)}: zone (scope) ids are not supported")
 
 
+# The form a configuration nearly always holds ("10.0.0.1", no leading zeros): read directly,
+# at half the cost of ipaddress's parser; anything else takes ipaddress's way and its errors.
+_PLAIN_IPV4: Final = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
+
+
+def _plain_ipv4(text: str) -> int | None:
+    """The address as an integer when ``text`` is a canonical dotted quad, else None."""
+    if _PLAIN_IPV4.fullmatch(text) is None:
+        return None
+    a, b, c, d = (int(o) for o in text.split("."))
+    if a > 255 or b > 255 or c > 255 or d > 255:
+        return None
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
 @functools.lru_cache(maxsize=65536)  # the rules and planners parse each address several times
 def parse_interface_address(
     text: str, family: int
@@ -335,6 +350,9 @@ def parse_interface_address(
     addr, prefix = _split_prefix(text)
     if prefix is None:
         raise ValueError(f"{_show(text)} has no prefix length: {hint}")
+    plain = _plain_ipv4(addr) if family == 4 else None
+    if plain is not None and int(prefix) <= 32:
+        return ipaddress.IPv4Interface((plain, int(prefix)))
     try:
         iface = ipaddress.ip_interface(f"{addr}/{prefix}")
     except ValueError:
@@ -378,6 +396,9 @@ def parse_ip(text: str, family: int | None = None) -> ipaddress.IPv4Address | ip
     _check_no_zone(text)
     if "/" in text:
         raise ValueError(f"{_show(text)} has a prefix length; {hint}")
+    plain = _plain_ipv4(text) if family != 6 else None
+    if plain is not None:
+        return ipaddress.IPv4Address(plain)
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
