@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from vmsilo_nix.config import values as v
@@ -89,6 +89,11 @@ def _ipaddress_reads(text: str) -> object:
     ).map(".".join),
     st.none() | st.integers(0, 40).map(str) | st.sampled_from(["024", "08"]),
 )
+@example("1.2.3.256", None)
+@example("256.2.3.4", "24")
+@example("1.2.3.255", "33")
+@example("1.02.3.4", None)
+@example("0.0.0.0", "0")
 def test_ipv4_reads_as_ipaddress_reads_it(address: str, prefix: str | None) -> None:
     # vmsilo reads canonical dotted quads itself; it must accept and refuse exactly as
     # ipaddress does, and give the same value
