@@ -474,17 +474,21 @@ def test_tables_use_the_whole_line_when_not_a_terminal(tmp_path: Path) -> None:
         (
             {"vms": {"work": {"kernel": "linux/bzImage"}}},
             "artifacts.vms.work.kernel",
-            "expected a file in the store under /nix/store/ (as Nix builds them), "
-            "got 'linux/bzImage'",
+            "expected a store path under /nix/store/ (as Nix builds them), got 'linux/bzImage'",
         ),
         (  # leaving the store through ..
             {"vms": {"work": {"rootImage": "/nix/store/../../home/a/root.img"}}},
             "artifacts.vms.work.rootImage",
-            "expected a file in the store under /nix/store/",
+            "expected a store path under /nix/store/",
         ),
         (
-            {"vms": {"work": {"toplevel": "/nix/store/0000-nixos-system/init"}}},
+            {"vms": {"work": {"toplevel": "/run/current-system"}}},
             "artifacts.vms.work.toplevel",
+            "expected a store path under /nix/store/",
+        ),
+        (
+            {"vms": {"work": {"initrd": "/nix/store"}}},
+            "artifacts.vms.work.initrd",
             "expected a store path under /nix/store/",
         ),
     ],
@@ -510,11 +514,27 @@ def test_artifacts_for_a_vm_the_configuration_lacks(run: Any, tmp_path: Path) ->
         assert result.code == 1, command
         assert (
             f"artifacts.vms.wrok: {bad} gives artifacts for VM 'wrok', which the configuration "
-            "does not have; did you mean 'work'? (VMs: banking, work, vault, net)" in result.err
+            "does not have; did you mean 'work', which has none? (VMs: banking, work, vault, "
+            "net)" in result.err
         )
     assert not (tmp_path / "o").exists()
-    # the golden file, every name known and every path in the store, is accepted
-    assert run("plan", "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE).code == 0
+    # an entry left from a VM since removed (the build keeps them) is named, and ignored
+    stale = json.loads(Path(ARTIFACTS_FILE).read_text())
+    stale["vms"]["old-browser"] = stale["vms"]["work"]
+    bad.write_text(json.dumps(stale))
+    result = run("plan", "--json", "--file", DESKTOP_JSON, "--artifacts", str(bad))
+    assert result.code == 0
+    assert (
+        f"warning: artifacts.vms.old-browser: {bad} gives artifacts for VM 'old-browser', which "
+        "the configuration does not have; ignored (VMs: banking, work, vault, net)" in result.err
+    )
+    assert (
+        result.json()
+        == run("plan", "--json", "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE).json()
+    )
+    # the golden file, every name known and every path in the store, is accepted quietly
+    clean = run("plan", "--file", DESKTOP_JSON, "--artifacts", ARTIFACTS_FILE)
+    assert clean.code == 0 and "warning" not in clean.err
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

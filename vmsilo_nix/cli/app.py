@@ -471,9 +471,10 @@ def _config_and_plan(
     checked = _load(args, err, artifacts)
     names = [vm.name for vm in checked.config.nixos_vms]
     if args.artifacts:
-        stale = unknown_vms(artifacts, names, args.artifacts)
-        if stale:
-            raise ConfigError(stale)
+        misspelt, stale = unknown_vms(artifacts, names, args.artifacts)
+        if misspelt:
+            raise ConfigError(misspelt)
+        _print_warnings(stale, err)
     for name in wanted:
         _check_vm_name(name, names)
     return checked.config, checked.plan, artifacts

@@ -81,48 +81,58 @@ def _outside_the_store(artifacts: Artifacts) -> list[Problem]:
     problems = [
         Problem(f"artifacts.packages.{name}", _not_a_store_path(path, "a package"))
         for name, path in artifacts.packages.items()
-        if not _is_store_path(path, inside=False)
+        if not _in_store(path, whole=True)  # bin/NAME is found inside it
     ]
     for name, vm in artifacts.vms.items():
         for field in attrs.fields(VmArtifacts):
             path = getattr(vm, field.name)
-            # the toplevel is a store path itself; the others are files inside one
-            whole = field.name == "toplevel"
-            if path is not None and not _is_store_path(path, inside=not whole):
-                kind = "a store path" if whole else "a file in the store"
+            # an output itself (a squashfs image is one) or a file inside one (bzImage)
+            if path is not None and not _in_store(path, whole=False):
                 where = f"artifacts.vms.{name}.{camel(field.name)}"
-                problems.append(Problem(where, _not_a_store_path(path, kind)))
+                problems.append(Problem(where, _not_a_store_path(path, "a store path")))
     return problems
 
 
-def _is_store_path(path: str, *, inside: bool) -> bool:
-    """``STORE_DIR/<name>`` (``inside``: a path below it); absolute and normal, no ``..``."""
+def _in_store(path: str, *, whole: bool) -> bool:
+    """``STORE_DIR/<name>``, or (unless ``whole``) a path below it; absolute and normal."""
     if not path.startswith(STORE_DIR + "/") or posixpath.normpath(path) != path:
         return False
-    depth = path[len(STORE_DIR) + 1 :].count("/")
-    return depth >= 1 if inside else depth == 0
+    return not whole or "/" not in path[len(STORE_DIR) + 1 :]
 
 
 def _not_a_store_path(path: str, kind: str) -> str:
     return f"expected {kind} under {STORE_DIR}/ (as Nix builds them), got {path!r}"
 
 
-def unknown_vms(artifacts: Artifacts, vm_names: Sequence[str], origin: str) -> list[Problem]:
-    """A VM the artifacts name but the configuration does not have: a misspelt or stale entry
-    would otherwise leave the VM it meant unbuilt, or build another VM's system into it."""
-    problems = []
+def unknown_vms(
+    artifacts: Artifacts, vm_names: Sequence[str], origin: str
+) -> tuple[list[Problem], list[Problem]]:
+    """Entries for VMs the configuration does not have, as (errors, warnings).
+
+    A misspelling (close to a configured VM that has no entry) is an error: the VM it meant
+    would stay unbuilt. Any other such entry is a warning, named with ``origin``: the file
+    `vmsilo build` writes keeps the entries of VMs built earlier, so one left from a VM since
+    removed, or from a larger configuration, is expected and harmless.
+    """
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    listed = ", ".join(vm_names) or "none"
+    missing = [n for n in vm_names if n not in artifacts.vms]
     for name in artifacts.vms:
-        if name not in vm_names:
-            close = difflib.get_close_matches(name, vm_names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(
+        if name in vm_names:
+            continue
+        close = difflib.get_close_matches(name, missing, n=1)
+        where = f"artifacts.vms.{name}"
+        said = f"{origin} gives artifacts for VM {name!r}, which the configuration does not have"
+        if close:
+            errors.append(
                 Problem(
-                    f"artifacts.vms.{name}",
-                    f"{origin} gives artifacts for VM {name!r}, which the configuration does "
-                    f"not have{hint} (VMs: {', '.join(vm_names) or 'none'})",
+                    where, f"{said}; did you mean {close[0]!r}, which has none? (VMs: {listed})"
                 )
             )
-    return problems
+        else:
+            warnings.append(Problem(where, f"{said}; ignored (VMs: {listed})"))
+    return errors, warnings
 
 
 def _unknown_program(name: str) -> str:
