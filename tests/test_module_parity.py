@@ -79,7 +79,10 @@ SCALARS = st.one_of(
     st.booleans().map(lambda b: "true" if b else "false"),
     st.just("null"),
     (SAFE_TEXT | PLAUSIBLE).map(nix_string),
-    st.sampled_from(["/etc/hosts", "./x.nix", "/srv/share"]),  # Nix path literals
+    # Nix path literals (a file and a directory; every literal is an absolute path once read).
+    # Both hold `{ }`: where a submodule is expected, the module system imports a path as a
+    # module, and a file that is no Nix (/etc/hosts) or is missing fails the whole evaluation.
+    st.sampled_from(["./x.nix", "./share"]),
     st.just("(x: x)"),  # a function where data belongs
 )
 NIX_VALUES = st.recursive(
@@ -159,6 +162,8 @@ def test_whatever_the_module_refuses_check_refuses(
 ) -> None:
     folder = tmp_path_factory.mktemp("parity11")
     (folder / "x.nix").write_text("{ }\n")  # what ./x.nix points at
+    (folder / "share").mkdir()
+    (folder / "share" / "default.nix").write_text("{ }\n")  # and ./share
     files = []
     for i, text in enumerate(texts):
         files.append(folder / f"c{i}.nix")
