@@ -234,3 +234,14 @@ def test_nul_characters_cannot_reach_a_command_line() -> None:
         "programs.vmsilo.nixosVms[0] (a).crosvm.extraArgs[0]: the string contains a NUL "
         "character, which no command line can carry",
     ]
+
+
+def test_a_nix_path_where_a_submodule_is_expected_names_what_the_user_wrote() -> None:
+    """apply.nix marks a path as an attribute set on the wire; the marker's own name must not
+    leak into the message as an unknown option."""
+    marked = {"_vmsiloNixValue": "path", "path": "/etc/hosts"}
+    found = problems(minimal(sharedDirectories={"docs": marked}))
+    assert found == [
+        "programs.vmsilo.nixosVms[0] (a).sharedDirectories.docs: expected an attribute set, "
+        "got the Nix path /etc/hosts"
+    ]

@@ -267,7 +267,8 @@ def _class_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         types = {f.name: t for f in fields_of(cls) if _takes_markers(t := field_nix_type(f))}
 
         def hook(value: Any, _: Any) -> Any:
-            if type(value) is not dict:
+            # A marker is an attribute set only on the wire: say what the user wrote.
+            if type(value) is not dict or marker(value) is not None:
                 raise Mismatch(f"expected an attribute set, got {describe(value)}")
             errors: list[Exception] = []
             for key in value:
