@@ -77,7 +77,10 @@ in
     boot.kernelModules = [ "vmw_vsock_virtio_transport" ];
 
     # / is RAM; the store is the read-only image with a writable layer on top, which lives on
-    # the qcow2 disk or in RAM as the VM's kernel command line says (vmsilo.overlay=).
+    # the qcow2 disk or in RAM as the VM's kernel command line says (vmsilo.overlay=). All of
+    # it is mounted by systemd in stage 1: the scripted initrd is deprecated in NixOS and would
+    # need shell hooks for the disk, so it is not supported (see the assertion below).
+    boot.initrd.systemd.enable = lib.mkDefault true;
     fileSystems."/" = {
       fsType = "tmpfs";
       options = [ "mode=755" ];
@@ -85,24 +88,48 @@ in
     fileSystems."/nix/.ro-store" = {
       device = "/dev/vda";
       fsType = "squashfs";
+      options = [ "ro" ];
       neededForBoot = true;
     };
-    boot.initrd.postMountCommands = ''
-      mkdir -p $targetRoot/nix/.rw-store $targetRoot/nix/store
-      if grep -q 'vmsilo.overlay=qcow2' /proc/cmdline; then
+    # NixOS's own overlay support: in stage 1 its rw-sysroot-nix-store.service makes the upper
+    # and work directories, after whatever is mounted at /nix/.rw-store.
+    fileSystems."/nix/store" = {
+      overlay = {
+        lowerdir = [ "/nix/.ro-store" ];
+        upperdir = "/nix/.rw-store/upper";
+        workdir = "/nix/.rw-store/work";
+      };
+      neededForBoot = true;
+    };
+    # With rootOverlay.type = "qcow2" the writable layer is the VM's fresh disk, formatted at
+    # each boot (the host creates it empty at each start). A service rather than a mount
+    # unit: a mount of /dev/vdb would wait for a device that a tmpfs VM never has, while a
+    # condition-skipped service waits for nothing.
+    boot.initrd.systemd.services.vmsilo-rw-disk = {
+      description = "vmsilo: the writable store layer on the VM's qcow2 disk";
+      requiredBy = [ "rw-sysroot-nix-store.service" ];
+      before = [ "rw-sysroot-nix-store.service" ];
+      after = [ "systemd-udevd.service" ];
+      unitConfig = {
+        DefaultDependencies = false;
+        ConditionKernelCommandLine = "vmsilo.overlay=qcow2";
+        RequiresMountsFor = "/sysroot";
+      };
+      serviceConfig.Type = "oneshot";
+      script = ''
+        udevadm wait --timeout=30 /dev/vdb
         mkfs.ext4 -q -F /dev/vdb
-        mount -t ext4 /dev/vdb $targetRoot/nix/.rw-store
-      else
-        mount -t tmpfs -o mode=755 tmpfs $targetRoot/nix/.rw-store
-      fi
-      mkdir -p $targetRoot/nix/.rw-store/upper $targetRoot/nix/.rw-store/work
-      mount -t overlay overlay \
-        -o lowerdir=$targetRoot/nix/.ro-store,upperdir=$targetRoot/nix/.rw-store/upper,workdir=$targetRoot/nix/.rw-store/work \
-        $targetRoot/nix/store
-    '';
-    boot.initrd.extraUtilsCommands = ''
-      copy_bin_and_libs ${pkgs.e2fsprogs}/bin/mkfs.ext4
-    '';
+        mkdir -p /sysroot/nix/.rw-store
+        mount -t ext4 /dev/vdb /sysroot/nix/.rw-store
+      '';
+    };
+    boot.initrd.systemd.initrdBin = [ pkgs.e2fsprogs ];
+    assertions = [
+      {
+        assertion = config.boot.initrd.systemd.enable;
+        message = "vmsilo guests boot with systemd in stage 1: a guestConfig sets boot.initrd.systemd.enable = false, which vmsilo does not support (the scripted initrd is deprecated in NixOS).";
+      }
+    ];
 
     # The VM's identity: network files, hostname, shares.
     networking.hostName = "";

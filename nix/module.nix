@@ -6,12 +6,14 @@
 # command line is worked out twice.
 {
   config,
+  options,
   lib,
   pkgs,
   ...
 }:
 let
   cfg = config.programs.vmsilo;
+  internalOpts = options.programs.vmsilo._internal;
   engine = pkgs.vmsilo-nix or (pkgs.python3Packages.callPackage ./package.nix { });
   toPlain = import ../vmsilo_nix/nixeval/exprs/apply.nix;
 
@@ -28,7 +30,7 @@ let
       }
     );
   groups = lib.groupBy softwareKey cfg.nixosVms;
-  guestSystems = lib.mapAttrs (
+  systemsBySoftware = lib.mapAttrs (
     _: vms:
     let
       first = builtins.head vms;
@@ -40,11 +42,28 @@ let
         inherit (first) waylandProxy copyChannel;
         engine = engine;
         trayLogLevel = cfg.vmsilo-tray.logLevel;
-        proxyPackage = if first.waylandProxy == "sommelier" then cfg._internal.sommelier else cfg._internal.wayland-proxy-virtwl;
+        proxyPackage =
+          if first.waylandProxy == "sommelier" then
+            (if sommelierUsable then cfg._internal.sommelier else throw (sommelierMessage first))
+          else
+            cfg._internal.wayland-proxy-virtwl;
       };
     }
   ) groups;
-  builtFor = vm: guestSystems.${softwareKey vm}.config.system.build;
+  # nixpkgs marks sommelier broken; its own message would name neither the VM nor the way out.
+  sommelierUsable = cfg._internal.sommelier.meta.available or true;
+  sommelierMessage =
+    vm:
+    "programs.vmsilo.nixosVms[${toString (lib.lists.findFirstIndex (v: v.name == vm.name) 0 cfg.nixosVms)}] (${vm.name}).waylandProxy = \"sommelier\", but nixpkgs' sommelier is marked broken or unavailable; use waylandProxy = \"wayland-proxy-virtwl\", or set programs.vmsilo._internal.sommelier to a sommelier package that builds.";
+  # VM name -> its guest NixOS system (VMs with the same software share one evaluation).
+  guestSystems = lib.listToAttrs (
+    map (vm: lib.nameValuePair vm.name systemsBySoftware.${softwareKey vm}) cfg.nixosVms
+  );
+  builtFor = vm: guestSystems.${vm.name}.config.system.build;
+
+  # The daemons' packages come from their own derivations; until a package is set, there is
+  # no unit for it (a unit must never run a program the system lacks).
+  hasDaemon = name: internalOpts.${name}.isDefined;
 
   artifacts = {
     # Programs a nixpkgs may not have are left out: the launcher then finds them on PATH.
@@ -55,8 +74,8 @@ let
       ip = pkgs.iproute2;
       "vhost-device-sound" = pkgs.vhost-device-sound or null;
       "pw-container" = pkgs.pipewire;
-      vmsilo-balloond = cfg._internal.vmsilo-balloond;
-      vmsilo-tray = cfg._internal.vmsilo-tray;
+      vmsilo-balloond = if hasDaemon "vmsilo-balloond" then cfg._internal.vmsilo-balloond else null;
+      vmsilo-tray = if hasDaemon "vmsilo-tray" then cfg._internal.vmsilo-tray else null;
       vmsilo = engine;
       bash = pkgs.bash or null;
     };
@@ -89,6 +108,8 @@ let
     ''
     // {
       inherit guestSystems configJson artifactsJson;
+      # software key -> the VMs sharing that guest system
+      guestSoftwareSets = lib.mapAttrs (_: map (vm: vm.name)) groups;
     };
 
   unit = name: "vmsilo-${name}.service";
@@ -116,23 +137,53 @@ let
   hasTaps = vm: vm.network.interfaces != { };
   libexec = "${tree}/libexec/vmsilo";
 
+  runtimeDir = vm: "/run/vmsilo/${vm.name}";
+  userGroup = config.users.users.${cfg.user}.group or "users";
+  hasPci = vm: vm.pciDevices != [ ];
+
   vmService = vm: {
     name = "vmsilo-${vm.name}";
     value = {
       description = "vmsilo VM ${vm.name}";
+      # Requires= also starts them: `vm-start work` starts net, work's dependsOn, first.
       requires = map unit vm.dependsOn ++ lib.optional (hasTaps vm) "vmsilo-${vm.name}-taps.service";
       after = map unit vm.dependsOn ++ lib.optional (hasTaps vm) "vmsilo-${vm.name}-taps.service";
       wantedBy = lib.optional vm.autoStart "multi-user.target";
+      # A unit that is gone after a switch is stopped by switch-to-configuration; a changed
+      # one is left running (vm-status then says "outdated") rather than killing the VM.
+      restartIfChanged = false;
       serviceConfig = {
         ExecStart = "${libexec}/${vm.name}/launch";
         User = cfg.user;
-        RuntimeDirectory = "vmsilo/${vm.name}";
+        Group = userGroup;
+        # /dev/kvm; the runtime directory comes from tmpfiles (below) so that the Wayland
+        # socket the user's session makes there outlives the VM.
+        SupplementaryGroups = [ "kvm" ];
         StateDirectory = "vmsilo/${vm.name}";
+        StateDirectoryMode = "0700";
         # The launcher stops its own children; SIGTERM goes to it alone first.
         KillMode = "mixed";
         TimeoutStopSec = 30;
         Restart = "no";
-      };
+        # Hardening crosvm and virtiofsd tolerate: both sandbox themselves with namespaces
+        # and seccomp, so namespaces, system calls and W^X stay theirs to restrict; shared
+        # directories may be anywhere, so the file system stays visible (read-only /usr, /etc).
+        NoNewPrivileges = true;
+        PrivateTmp = true;
+        ProtectSystem = "full";
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        RestrictSUIDSGID = true;
+        RestrictRealtime = true;
+        LockPersonality = true;
+        UMask = "0077";
+      }
+      # VFIO pins all guest memory.
+      // lib.optionalAttrs (hasPci vm) { LimitMEMLOCK = "infinity"; };
     };
   };
   tapService = vm: {
@@ -140,20 +191,18 @@ let
     value = {
       description = "TAP devices of vmsilo VM ${vm.name}";
       before = [ (unit vm.name) ];
+      # taps-up removes and recreates the TAPs: never while the VM runs.
+      restartIfChanged = false;
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = "${libexec}/${vm.name}/taps-up";
         ExecStop = "${libexec}/${vm.name}/taps-down";
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
       };
-    };
-  };
-  activationSocket = vm: {
-    name = "vmsilo-${vm.name}";
-    value = {
-      description = "Starts vmsilo VM ${vm.name} on first use";
-      wantedBy = [ "sockets.target" ];
-      socketConfig.ListenStream = "/run/vmsilo-activate/${vm.name}.sock";
     };
   };
   proxyService = vm: {
@@ -162,6 +211,7 @@ let
       description = "Wayland socket of vmsilo VM ${vm.name}, under its security context";
       wantedBy = [ "graphical-session.target" ];
       partOf = [ "graphical-session.target" ];
+      after = [ "graphical-session.target" ];
       serviceConfig.ExecStart = "${libexec}/${vm.name}/wayland-proxy";
     };
   };
@@ -196,6 +246,32 @@ let
   vfioRule =
     bdf: ''ACTION=="add", SUBSYSTEM=="pci", KERNEL=="${bdf}", ATTR{driver_override}="vfio-pci"'';
   normaliseBdf = bdf: if lib.length (lib.splitString ":" bdf) == 2 then "0000:${bdf}" else bdf;
+
+  # Starting as the user: systemd asks polkit whether the caller may manage a unit; this rule
+  # answers yes for exactly the VM services, the verbs the vm-* commands use and the VM user.
+  polkitRule = ''
+    // vmsilo: ${cfg.user} starts and stops the vmsilo VMs (and nothing else) without a password.
+    polkit.addRule(function (action, subject) {
+      if (action.id == "org.freedesktop.systemd1.manage-units" &&
+          ${builtins.toJSON (map (vm: unit vm.name) cfg.nixosVms)}.indexOf(action.lookup("unit")) >= 0 &&
+          ["start", "stop", "restart"].indexOf(action.lookup("verb")) >= 0 &&
+          subject.user == ${builtins.toJSON cfg.user}) {
+        return polkit.Result.YES;
+      }
+    });
+  '';
+
+  sommelierVms = lib.filter (vm: vm.waylandProxy == "sommelier") cfg.nixosVms;
+  guestAssertions = lib.concatLists (
+    lib.imap0 (
+      index: vm:
+      map (message: {
+        assertion = false;
+        message = "programs.vmsilo.nixosVms[${toString index}] (${vm.name}): the guest system: ${message}";
+      }) (map (a: a.message) (lib.filter (a: !a.assertion) guestSystems.${vm.name}.config.assertions))
+    ) cfg.nixosVms
+  );
+  soundVms = lib.filter (vm: vm.sound.playback || vm.sound.capture) cfg.nixosVms;
 in
 {
   imports = [ ./options.nix ];
@@ -228,6 +304,13 @@ in
         bashCompletionScript = "${tree}/share/bash-completion/completions/vm-run";
       };
     };
+
+    assertions =
+      map (vm: {
+        assertion = sommelierUsable;
+        message = sommelierMessage vm;
+      }) sommelierVms
+      ++ lib.optionals (sommelierVms == [ ] || sommelierUsable) guestAssertions;
 
     environment.systemPackages = [
       (
@@ -294,11 +377,8 @@ in
           };
         };
     };
-    systemd.sockets = lib.listToAttrs (
-      map activationSocket (lib.filter (vm: !vm.autoStart) cfg.nixosVms)
-    );
     systemd.user.services = lib.listToAttrs (map proxyService (lib.filter forwardsWayland cfg.nixosVms))
-    // {
+    // lib.optionalAttrs (hasDaemon "vmsilo-tray") {
       vmsilo-tray = {
         description = "vmsilo tray icons of the VMs";
         wantedBy = [ "graphical-session.target" ];
@@ -311,6 +391,30 @@ in
       };
     };
 
+    # Each VM's sockets (crosvm's control socket, virtiofsd, sound, Wayland) live in a
+    # directory only the VM user may enter: whoever reaches the control socket controls the VM.
+    systemd.tmpfiles.rules = [
+      "d /run/vmsilo 0755 root root - -"
+    ]
+    ++ map (vm: "d ${runtimeDir vm} 0700 ${cfg.user} ${userGroup} - -") cfg.nixosVms;
+
+    security.polkit.enable = true;
+    security.polkit.extraConfig = polkitRule;
+
+    services.pipewire.wireplumber = lib.mkIf (soundVms != [ ]) {
+      extraScripts."vmsilo/deny-capture.lua" = builtins.readFile ./vmsilo-deny-capture.lua;
+      extraConfig."90-vmsilo-deny-capture" = {
+        "wireplumber.components" = [
+          {
+            name = "vmsilo/deny-capture.lua";
+            type = "script/lua";
+            provides = "custom.vmsilo-deny-capture";
+          }
+        ];
+        "wireplumber.profiles".main."custom.vmsilo-deny-capture" = "required";
+      };
+    };
+
     networking.nat = lib.mkIf cfg.hostNetworking.nat.enable {
       enable = true;
       externalInterface = cfg.hostNetworking.nat.interface;
@@ -320,7 +424,11 @@ in
     };
 
     boot.initrd.kernelModules = lib.optionals (cfg.isolatedPciDevices != [ ]) [ "vfio-pci" ];
-    services.udev.extraRules = lib.concatMapStringsSep "\n" (b: vfioRule (normaliseBdf b)) cfg.isolatedPciDevices;
+    # The isolated devices go to vfio-pci, and their VFIO group devices to the VM user.
+    services.udev.extraRules = lib.concatStringsSep "\n" (
+      map (b: vfioRule (normaliseBdf b)) cfg.isolatedPciDevices
+      ++ lib.optional (cfg.isolatedPciDevices != [ ]) ''SUBSYSTEM=="vfio", KERNEL!="vfio", OWNER="${cfg.user}", MODE="0600"''
+    );
 
     assertions = [
       (nameAssertion "user" "user" cfg.user)
@@ -336,11 +444,13 @@ in
       ${engine}/bin/vmsilo check --file ${configJson}
     '';
     # After a switch: removed VMs are stopped by systemd (their units are gone); running VMs
-    # whose configuration changed are listed.
+    # whose configuration changed are listed. vm-status runs as the VM user: the fingerprint
+    # it reads is in that user's directory, and root reads nothing a user controls.
     system.activationScripts.vmsilo = ''
-      if ${tree}/bin/vm-status 2>/dev/null | grep -q 'outdated'; then
+      if status=$(${pkgs.util-linux}/bin/setpriv --reuid=${cfg.user} --regid=${userGroup} --clear-groups \
+          ${tree}/bin/vm-status 2>/dev/null) && grep -q 'outdated' <<<"$status"; then
         echo "vmsilo: these VMs run an outdated configuration; restart them to apply it:"
-        ${tree}/bin/vm-status | grep outdated | cut -f1 | sed 's/^/  /'
+        grep outdated <<<"$status" | cut -f1 | sed 's/^/  /'
       fi
     '';
   };

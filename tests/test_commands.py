@@ -78,7 +78,7 @@ def host(tmp_path: Path) -> Host:
 
 def test_vm_start(host: Host) -> None:
     assert host.run("vm-start", "work").returncode == 0
-    assert host.log("systemctl") == ["start -- vmsilo-work.service"]
+    assert host.log("systemctl") == ["start --no-ask-password -- vmsilo-work.service"]
 
 
 def test_unknown_vm_and_usage(host: Host) -> None:
@@ -95,7 +95,7 @@ def test_vm_run_starts_the_vm_then_uses_the_channel(host: Host) -> None:
     assert result.returncode == 0, result.stderr
     assert host.log("systemctl") == [
         "is-active --quiet -- vmsilo-work.service",
-        "start -- vmsilo-work.service",
+        "start --no-ask-password -- vmsilo-work.service",
     ]
     cid = host.plan.vms["work"].cid
     assert host.log("vmsilo") == [f"channel run --cid {cid} -- firefox --new-window a b"]
@@ -114,7 +114,7 @@ def test_vm_stop_presses_the_power_button(host: Host) -> None:
     assert result.returncode == 0, result.stderr
     sock = host.plan.vms["work"].control_socket
     assert host.log("crosvm") == [f"powerbtn {sock}"]
-    assert "stop -- vmsilo-work.service" not in host.log("systemctl")
+    assert "stop --no-ask-password -- vmsilo-work.service" not in host.log("systemctl")
 
 
 def test_vm_stop_forces_after_the_timeout(host: Host) -> None:
@@ -123,7 +123,7 @@ def test_vm_stop_forces_after_the_timeout(host: Host) -> None:
     assert result.returncode == 0, result.stderr
     sock = host.plan.vms["work"].control_socket
     assert host.log("crosvm") == [f"powerbtn {sock}", f"stop {sock}"]
-    assert host.log("systemctl")[-1] == "stop -- vmsilo-work.service"
+    assert host.log("systemctl")[-1] == "stop --no-ask-password -- vmsilo-work.service"
     assert "did not power off within 1s" in result.stderr
 
 
@@ -148,6 +148,26 @@ def test_vm_status(host: Host) -> None:
         "work": "running outdated",
         "vault": "failed",
     }
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "big"])
+def test_vm_status_reads_the_fingerprint_with_bounds(host: Host, kind: str) -> None:
+    """The runtime directory is the VM user's; vm-status (run by root after a switch) reads
+    only a regular file there, at most 256 bytes, and neither hangs on a FIFO nor reads a
+    device without end."""
+    run = Path(host.plan.vms["work"].control_socket).parent
+    run.mkdir(parents=True)
+    host.set_active("work")
+    target = run / "fingerprint"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "zero":
+        target.symlink_to("/dev/zero")
+    else:
+        target.write_text(fingerprint(host.plan.vms["work"]) + "x" * 10_000_000)
+    result = host.run("vm-status", "--json", "work")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"work": "outdated"}
 
 
 def test_proxy_script_registers_the_security_context(host: Host) -> None:

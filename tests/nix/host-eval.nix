@@ -2,7 +2,7 @@
 # and a stand-in pkgs, for a programs.vmsilo file; returns the facts the tests assert.
 # Impure on purpose: VMSILO_NIXPKGS_LIB, VMSILO_ROOT, VMSILO_PYTHON, CONFIG_FILE, and
 # EXTRA_JSON: {"set": top-level options to override, "programs": {vm: [stand-in package names]},
-# "guestConfig": [VMs given a guestConfig module]}.
+# "guestConfig": [VMs given a guestConfig module], "daemons": set the daemons' packages}.
 let
   lib = import (/. + builtins.getEnv "VMSILO_NIXPKGS_LIB");
   root = /. + builtins.getEnv "VMSILO_ROOT";
@@ -29,6 +29,7 @@ let
       ./stub-nixos.nix
       (root + "/nix/module.nix")
       { programs.vmsilo = withPrograms; }
+      (lib.mkIf (extra.daemons or false) { programs.vmsilo._internal = pkgs.daemonStandins; })
       { _module.args.pkgs = pkgs; }
     ];
   };
@@ -52,7 +53,9 @@ else
   {
     enabled = true;
     services = lib.mapAttrs (_: s: pick [ "requires" "after" "before" "wantedBy" "serviceConfig" ] s) c.systemd.services;
-    sockets = c.systemd.sockets;
+    sockets = c.systemd.sockets or { };
+    tmpfiles = c.systemd.tmpfiles.rules;
+    polkit = c.security.polkit.extraConfig;
     userServices = lib.mapAttrs (_: s: s.serviceConfig) c.systemd.user.services;
     userServiceUnits = lib.mapAttrs (_: s: pick [ "wantedBy" "partOf" "after" "serviceConfig" ] s) c.systemd.user.services;
     trayPackage = "${v._internal.vmsilo-tray}";
@@ -68,8 +71,10 @@ else
     };
     package = v.package.drvPath;
     packageOut = "${v.package}";
-    guestSystems = lib.length (lib.attrNames v.package.guestSystems);
-    guestPrograms = lib.mapAttrs (_: s: map toString s.stubModule.vmsilo.guest.programs) v.package.guestSystems;
+    guestSystems = lib.length (lib.attrNames v.package.guestSoftwareSets);
+    guestPrograms = lib.mapAttrs (
+      _: vms: map toString v.package.guestSystems.${builtins.head vms}.stubModule.vmsilo.guest.programs
+    ) v.package.guestSoftwareSets;
     preSwitch = c.system.preSwitchChecks.vmsilo;
     activation = c.system.activationScripts.vmsilo;
     configJson = "${v.package.configJson}";

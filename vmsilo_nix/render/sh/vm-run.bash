@@ -4,5 +4,5 @@ usage="usage: vm-run VM COMMAND [ARG...]  (start VM if needed, run COMMAND in it
 need_vm "$1"
 vm=$1
 shift
-active "$vm" || systemctl start -- "${unit[$vm]}"
+active "$vm" || start_vm "$vm"
 exec "$vmsilo" channel run --cid "${cid[$vm]}" -- "$@"

@@ -13,7 +13,7 @@ for vm in "${vms[@]}"; do
     state=failed
   elif active "$vm"; then
     state="running current"
-    running=$(cat -- "${runtime[$vm]}/fingerprint" 2>/dev/null || true)
+    running=$(read_fingerprint "${runtime[$vm]}/fingerprint")
     [[ $running == "${fingerprint[$vm]}" ]] || state="running outdated"
   elif [[ -n ${built[$vm]} ]]; then
     state=built

@@ -17,5 +17,5 @@ while active "$vm" && ((SECONDS < deadline)); do sleep 0.2; done
 if active "$vm"; then
   printf '%s did not power off within %ss; stopping it\n' "$vm" "$timeout" >&2
   "$crosvm" stop "${control[$vm]}" 2>/dev/null || true
-  systemctl stop -- "${unit[$vm]}"
+  stop_vm "$vm"
 fi

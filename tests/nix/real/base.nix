@@ -1,0 +1,10 @@
+# What any real NixOS host has and the vmsilo fixtures do not care about.
+{
+  fileSystems."/" = {
+    device = "/dev/disk/by-label/nixos";
+    fsType = "ext4";
+  };
+  boot.loader.grub.enable = false;
+  users.users.alice.isNormalUser = true;
+  system.stateVersion = "26.05";
+}
