@@ -40,18 +40,18 @@
         vmsilo = {
           type = "app";
           program = "${pkgs.vmsilo-nix}/bin/vmsilo";
+          meta.description = "The vmsilo command: check, plan and generate vmsilo configurations";
         };
         default = vmsilo;
       });
 
-      nixosModules.default = {
-        imports = [ ./nix/module.nix ];
-        nixpkgs.overlays = [ self.overlays.default ];
-      };
+      # No nixpkgs.overlays here: the module builds the engine itself when pkgs lacks it, and a
+      # host (or a NixOS test) with a read-only pkgs refuses modules that set overlays.
+      nixosModules.default = ./nix/module.nix;
 
       checks = forAll (pkgs: {
         package = pkgs.vmsilo-nix;
-        # The example desktop as a NixOS host: evaluated, and its vmsilo package built.
+        # The example desktop as a NixOS host: its whole system evaluated.
         example-host =
           (nixpkgs.lib.nixosSystem {
             inherit (pkgs.stdenv.hostPlatform) system;
@@ -60,12 +60,17 @@
               {
                 programs.vmsilo = import ./examples/desktop.nix;
                 users.users.alice.isNormalUser = true;
-                fileSystems."/".device = "/dev/disk/by-label/nixos";
+                fileSystems."/" = {
+                  device = "/dev/disk/by-label/nixos";
+                  fsType = "ext4";
+                };
                 boot.loader.grub.enable = false;
-                system.stateVersion = "25.11";
+                system.stateVersion = "26.05";
               }
             ];
-          }).config.programs.vmsilo.package;
+          }).config.system.build.toplevel;
+        # Two VMs started by their user, and a switch that removes one (needs nested KVM).
+        host = pkgs.testers.runNixOSTest (import ./nix/tests/host.nix { inherit self; });
       });
 
       devShells = forAll (pkgs: {

@@ -250,3 +250,46 @@ def test_systemd_analyze_verifies_the_units(
     missing = re.compile(r"^vmsilo-[\w-]+\.service: Command /nix/store/\S+ is not executable: ")
     assert [line for line in r.stderr.splitlines() if not missing.match(line)] == []
     assert r.stdout == ""
+
+
+def test_flake_check(tmp_path: Path) -> None:
+    """`nix flake check --no-build` with nixpkgs overridden: the package, the example host's
+    toplevel, the NixOS VM test of a host (which cannot run here) and the dev shell evaluate."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    # the checkout as a flake of its own files, whatever is committed or not
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*_cache")
+    )
+    r = nix(
+        "flake",
+        "check",
+        "--no-build",
+        "--no-write-lock-file",
+        "--override-input",
+        "nixpkgs",
+        f"path:{NIXPKGS}",
+        f"path:{src}",
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    evaluated = re.findall(
+        r"checking derivation (\S+)\.\.\.\nderivation evaluated to (\S+)", r.stderr
+    )
+    names = {name for name, drv in evaluated if DRV.match(drv)}
+    assert {
+        "checks.x86_64-linux.package",
+        "checks.x86_64-linux.example-host",
+        "checks.x86_64-linux.host",
+    } <= names
+    assert "nixos-system" in dict(evaluated)["checks.x86_64-linux.example-host"]
+    assert "vm-test-run-vmsilo-host" in dict(evaluated)["checks.x86_64-linux.host"]
+    warnings = [
+        line
+        for line in r.stderr.splitlines()
+        if line.startswith("warning:")
+        and "not writing modified lock file" not in line
+        and "incompatible systems" not in line
+    ]
+    assert warnings == []
