@@ -86,7 +86,7 @@ let
       autoStart = lib.mkOption {
         type = t.bool;
         default = false;
-        description = "Start the VM at boot rather than on first use (socket activation).";
+        description = "Start the VM at boot rather than on first use (vm-run, vm-start, a dependent).";
       };
       rootOverlay = lib.mkOption {
         type = rootOverlayType;

@@ -172,6 +172,13 @@ def test_vm_status_reads_the_fingerprint_with_bounds(host: Host, kind: str) -> N
 
 def test_proxy_script_registers_the_security_context(host: Host) -> None:
     script = host.out / proxy_path("work")
+    # without the directory the host makes, a clear error rather than a mkdir under /run
+    result = subprocess.run(
+        [str(script)], env=host.env, capture_output=True, text=True, check=False, timeout=10
+    )
+    assert result.returncode == 1 and "the host module's tmpfiles rules create it" in result.stderr
+    assert host.log("vmsilo") == []
+    Path(host.plan.vms["work"].control_socket).parent.mkdir(parents=True)
     result = subprocess.run(
         [str(script)], env=host.env, capture_output=True, text=True, check=False, timeout=10
     )

@@ -37,7 +37,7 @@ def vm(p: Plan, name: str) -> Iterator[RenderableType]:
     yield from _network(v)
     yield _overlay(v)
     yield _wayland(v)
-    yield Text("starts at boot" if v.auto_start else "starts on first use (socket activation)")
+    yield Text("starts at boot" if v.auto_start else "starts on first use")
 
 
 def _heading(v: VmPlan) -> Text:

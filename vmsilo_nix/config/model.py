@@ -256,7 +256,7 @@ class Vm:
     )
     auto_shutdown: AutoShutdown = option(factory=AutoShutdown, doc="Power-off of idle VMs.")
     auto_start: bool = option(
-        False, doc="Start the VM at boot rather than on first use (socket activation)."
+        False, doc="Start the VM at boot rather than on first use (vm-run, vm-start, a dependent)."
     )
     root_overlay: RootOverlay = option(
         factory=RootOverlay, doc="Where the writable layer over the read-only root lives."

@@ -120,9 +120,12 @@ def render_proxy(p: VmPlan, vmsilo: str) -> str | None:
         "--instance-id",
         w.instance_id,
     ]
+    # The directory is made by the host (systemd-tmpfiles, owned by the VM user); the user's
+    # session may not create it under /run, and must not make it vanish with the VM.
+    missing = f"vmsilo: {p.runtime_dir} is missing; the host module's tmpfiles rules create it"
     return (
         HEADER.format(what="Wayland proxy", vm=p.name)
-        + f"mkdir -p -- {q(p.runtime_dir)}\n"
+        + f"[[ -d {q(p.runtime_dir)} ]] || {{ printf '%s\\n' {q(missing)} >&2; exit 1; }}\n"
         + "exec "
         + command(argv)
         + "\n"
