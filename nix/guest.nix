@@ -112,7 +112,7 @@ in
       after = [ "systemd-udevd.service" ];
       unitConfig = {
         DefaultDependencies = false;
-        ConditionKernelCommandLine = "vmsilo.overlay=qcow2";
+        ConditionKernelCommandLine = "${facts.params.overlay}=qcow2";
         RequiresMountsFor = "/sysroot";
       };
       serviceConfig.Type = "oneshot";

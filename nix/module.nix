@@ -13,6 +13,8 @@
 }:
 let
   cfg = config.programs.vmsilo;
+  # Facts the engine owns (vmsilo_nix/facts.py; `vmsilo facts` writes this file).
+  facts = lib.importJSON ./facts.json;
   internalOpts = options.programs.vmsilo._internal;
   engine = pkgs.vmsilo-nix or (pkgs.python3Packages.callPackage ./package.nix { });
   toPlain = import ../vmsilo_nix/nixeval/exprs/apply.nix;
@@ -137,7 +139,7 @@ let
   hasTaps = vm: vm.network.interfaces != { };
   libexec = "${tree}/libexec/vmsilo";
 
-  runtimeDir = vm: "/run/vmsilo/${vm.name}";
+  runtimeDir = vm: "${facts.runDir}/${vm.name}";
   userGroup = config.users.users.${cfg.user}.group or "users";
   hasPci = vm: vm.pciDevices != [ ];
 
@@ -394,7 +396,7 @@ in
     # Each VM's sockets (crosvm's control socket, virtiofsd, sound, Wayland) live in a
     # directory only the VM user may enter: whoever reaches the control socket controls the VM.
     systemd.tmpfiles.rules = [
-      "d /run/vmsilo 0755 root root - -"
+      "d ${facts.runDir} 0755 root root - -"
     ]
     ++ map (vm: "d ${runtimeDir vm} 0700 ${cfg.user} ${userGroup} - -") cfg.nixosVms;
 
@@ -402,7 +404,8 @@ in
     security.polkit.extraConfig = polkitRule;
 
     services.pipewire.wireplumber = lib.mkIf (soundVms != [ ]) {
-      extraScripts."vmsilo/deny-capture.lua" = builtins.readFile ./vmsilo-deny-capture.lua;
+      extraScripts."vmsilo/deny-capture.lua" =
+        "local engine = ${builtins.toJSON facts.engine}\n" + builtins.readFile ./vmsilo-deny-capture.lua;
       extraConfig."90-vmsilo-deny-capture" = {
         "wireplumber.components" = [
           {

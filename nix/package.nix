@@ -31,11 +31,7 @@ buildPythonApplication {
       ../vmsilo_nix
       ../tests
       ../examples
-      ../nix/options.nix
-      ../nix/module.nix
-      ../nix/guest.nix
-      ../nix/balloond.nix
-      ../nix/tray.nix
+      ../nix
       ../flake.nix
       ../docs
     ];

@@ -1,10 +1,11 @@
--- vmsilo: clients in the org.vmsilo security context (the VMs' sound backends, started under
+-- vmsilo: clients in vmsilo's security context (the VMs' sound backends, started under
 -- pw-container) may play but never record. They get no permission on any capture node, so
--- they can neither see one nor be linked to one. Installed by vmsilo's NixOS host module.
+-- they can neither see one nor be linked to one. Installed by vmsilo's NixOS host module,
+-- which defines `engine` (pipewire.sec.engine, "org.vmsilo") above this text.
 local restricted = ObjectManager {
   Interest {
     type = "client",
-    Constraint { "pipewire.sec.engine", "=", "org.vmsilo", type = "pw" },
+    Constraint { "pipewire.sec.engine", "=", engine, type = "pw" },
   },
 }
 local sources = ObjectManager {

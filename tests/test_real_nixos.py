@@ -222,7 +222,7 @@ def test_rules(families: tuple[dict[str, Any], str]) -> None:
         "main": {"custom.vmsilo-deny-capture": "required"}
     }
     assert h["wireplumberScripts"]["vmsilo/deny-capture.lua"] == (
-        (ROOT / "nix/vmsilo-deny-capture.lua").read_text()
+        'local engine = "org.vmsilo"\n' + (ROOT / "nix/vmsilo-deny-capture.lua").read_text()
     )
     assert "setpriv --reuid=bob" in h["activation"]
     assert h["preSwitch"].strip().endswith(".json")
