@@ -2,13 +2,15 @@
 guest system per VM (what peers do), for the same VMs, in one run.
 
     eval "$(real-nixos env)"   # VMSILO_NIX, VMSILO_NIXPKGS
-    python bench/bench_real_nixos.py [--sizes 1 10 50] [--per-vm-sizes 1 10] [--repeat 3] [--json]
+    python bench/bench_real_nixos.py [--sizes 1 2 10 50] [--per-vm-sizes 2 10] [--repeat 3] [--json]
 
   shared   the VMs alternate between 2 guest software sets: 2 guest systems, whatever the count
   per-vm   every VM has a guestConfig of its own: one guest system per VM
 
 Medians of --repeat runs (each a fresh `nix eval` of the toplevel's drvPath) for wall time,
-and the peak resident memory of one run. One guest system costs ~0.35 GiB, so per-vm stops at
+and the peak resident memory of one run. "vs 2 VMs" is the shared time against 2 VMs (the 2
+guest systems every larger size also has); the goal is at most 1.5x at 50 VMs, and at most 0.1x
+the per-VM way. One guest system costs ~0.35 GiB, so per-vm stops at
 --per-vm-sizes (50 guest systems would want ~17 GiB); the ratio is then against the largest
 per-vm size measured, scaled linearly, and marked as such.
 """
@@ -53,8 +55,8 @@ def measure(nix: str, nixpkgs: str, vms: int, mode: str, repeat: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
-    parser.add_argument("--per-vm-sizes", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 10, 50])
+    parser.add_argument("--per-vm-sizes", type=int, nargs="+", default=[2, 10])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
@@ -64,7 +66,7 @@ def main() -> None:
     shared = {n: measure(nix, nixpkgs, n, "shared", args.repeat) for n in args.sizes}
     per_vm = {n: measure(nix, nixpkgs, n, "per-vm", args.repeat) for n in args.per_vm_sizes}
     top = max(per_vm)
-    base = shared[min(args.sizes)]["seconds"]
+    base = shared[2 if 2 in shared else min(shared)]["seconds"]
     rows = []
     for n in args.sizes:
         if n in per_vm:
@@ -76,7 +78,7 @@ def main() -> None:
                 "vms": n,
                 "shared_s": shared[n]["seconds"],
                 "shared_peak_mib": shared[n]["peak_mib"],
-                "vs_smallest": shared[n]["seconds"] / base,
+                "vs_2_vms": shared[n]["seconds"] / base,
                 "per_vm_s": reference,
                 "per_vm_peak_mib": per_vm[n]["peak_mib"] if measured else None,
                 "per_vm_measured": measured,
@@ -86,14 +88,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print("| VMs | shared s | shared peak MiB | vs smallest | per-VM s | per-VM peak MiB | ratio |")
+    print("| VMs | shared s | shared peak MiB | vs 2 VMs | per-VM s | per-VM peak MiB | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         mark = "" if r["per_vm_measured"] else " (scaled)"
         peak = f"{r['per_vm_peak_mib']:.0f}" if r["per_vm_peak_mib"] is not None else "-"
         print(
             f"| {r['vms']} | {r['shared_s']:.1f} | {r['shared_peak_mib']:.0f} | "
-            f"{r['vs_smallest']:.2f}x | {r['per_vm_s']:.1f}{mark} | {peak} | "
+            f"{r['vs_2_vms']:.2f}x | {r['per_vm_s']:.1f}{mark} | {peak} | "
             f"{r['shared_vs_per_vm']:.2f}x |"
         )
 
