@@ -45,9 +45,13 @@
         default = vmsilo;
       });
 
-      # No nixpkgs.overlays here: the module builds the engine itself when pkgs lacks it, and a
-      # host (or a NixOS test) with a read-only pkgs refuses modules that set overlays.
-      nixosModules.default = ./nix/module.nix;
+      # With the overlay, pkgs.vmsilo-nix and pkgs.vmsilo-balloond are the host's. A host whose
+      # pkgs is read-only (a NixOS test's) imports ./nix/module.nix instead and brings the
+      # overlay itself: such a pkgs refuses modules that set nixpkgs.overlays.
+      nixosModules.default = {
+        imports = [ ./nix/module.nix ];
+        nixpkgs.overlays = [ self.overlays.default ];
+      };
 
       checks = forAll (pkgs: {
         package = pkgs.vmsilo-nix;
@@ -70,7 +74,7 @@
             ];
           }).config.system.build.toplevel;
         # Two VMs started by their user, and a switch that removes one (needs nested KVM).
-        host = pkgs.testers.runNixOSTest (import ./nix/tests/host.nix { inherit self; });
+        host = pkgs.testers.runNixOSTest (import ./nix/tests/host.nix);
       });
 
       devShells = forAll (pkgs: {

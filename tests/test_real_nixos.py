@@ -153,8 +153,9 @@ def test_units(families: tuple[dict[str, Any], str]) -> None:
     h = families[0]["families"]
     units = h["units"]
     tree = h["packageOut"]
-    # no daemon unit until the daemons' packages exist; no socket starts a VM
+    # no socket starts a VM; the balloon daemon is its package's program
     assert sorted(units) == [
+        "vmsilo-balloond.service",
         "vmsilo-banking-taps.service",
         "vmsilo-banking.service",
         "vmsilo-chat.service",
@@ -173,7 +174,8 @@ def test_units(families: tuple[dict[str, Any], str]) -> None:
     assert "LimitMEMLOCK=infinity" in units["vmsilo-net.service"]  # VFIO
     assert "WantedBy" not in work
     wanted = {n for n, t in units.items() if "WantedBy=multi-user.target" in t}
-    assert wanted == {"vmsilo-banking.service", "vmsilo-net.service"}  # autoStart
+    assert wanted == {"vmsilo-balloond.service", "vmsilo-banking.service", "vmsilo-net.service"}
+    assert f"ExecStart={tree}/libexec/vmsilo/balloond" in units["vmsilo-balloond.service"]
     assert (
         f"ExecStart={tree}/libexec/vmsilo/banking/taps-up" in (units["vmsilo-banking-taps.service"])
     )

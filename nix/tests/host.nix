@@ -1,7 +1,8 @@
 # A NixOS VM test of a vmsilo host: two VMs, started by their user without a password, and a
 # switch that removes one, which stops it. Needs KVM inside the test VM (nested
 # virtualisation) and a nixpkgs that can be built: `nix build .#checks.x86_64-linux.host`.
-{ self }:
+# runNixOSTest gives the nodes the flake's pkgs, overlay applied and read-only: the module is
+# imported as a file (nixosModules.default would set nixpkgs.overlays, which that refuses).
 {
   name = "vmsilo-host";
   nodes.machine =
@@ -17,7 +18,7 @@
       };
     in
     {
-      imports = [ self.nixosModules.default ];
+      imports = [ ../module.nix ];
       virtualisation = {
         memorySize = 3072;
         cores = 2;

@@ -2,7 +2,7 @@
 # and a stand-in pkgs, for a programs.vmsilo file; returns the facts the tests assert.
 # Impure on purpose: VMSILO_NIXPKGS_LIB, VMSILO_ROOT, VMSILO_PYTHON, CONFIG_FILE, and
 # EXTRA_JSON: {"set": top-level options to override, "programs": {vm: [stand-in package names]},
-# "guestConfig": [VMs given a guestConfig module], "daemons": set the daemons' packages}.
+# "guestConfig": [VMs given a guestConfig module], "daemons": set the tray's package}.
 let
   lib = import (/. + builtins.getEnv "VMSILO_NIXPKGS_LIB");
   root = /. + builtins.getEnv "VMSILO_ROOT";

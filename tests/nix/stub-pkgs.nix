@@ -45,11 +45,8 @@ rec {
   sommelier = tool "sommelier";
   e2fsprogs = tool "mkfs.ext4";
   util-linux = tool "setpriv";
-  # not in nixpkgs: the daemons' packages, for a test to set as _internal.vmsilo-balloond/-tray
-  daemonStandins = {
-    vmsilo-balloond = tool "vmsilo-balloond";
-    vmsilo-tray = tool "vmsilo-tray";
-  };
+  # not in nixpkgs: the tray's package, for a test to set as _internal.vmsilo-tray
+  daemonStandins.vmsilo-tray = tool "vmsilo-tray";
   # bash from the host, as a package with bin/bash
   bash = derivation {
     name = "bash";
