@@ -167,7 +167,7 @@ def test_vm_status_reads_the_fingerprint_with_bounds(host: Host, kind: str) -> N
         target.write_text(fingerprint(host.plan.vms["work"]) + "x" * 10_000_000)
     result = host.run("vm-status", "--json", "work")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"work": "outdated"}
+    assert json.loads(result.stdout) == {"work": "running outdated"}
 
 
 def test_proxy_script_registers_the_security_context(host: Host) -> None:
