@@ -307,13 +307,6 @@ in
       };
     };
 
-    assertions =
-      map (vm: {
-        assertion = sommelierUsable;
-        message = sommelierMessage vm;
-      }) sommelierVms
-      ++ lib.optionals (sommelierVms == [ ] || sommelierUsable) guestAssertions;
-
     environment.systemPackages = [
       (
         if cfg.enableBashIntegration then
@@ -433,14 +426,26 @@ in
       ++ lib.optional (cfg.isolatedPciDevices != [ ]) ''SUBSYSTEM=="vfio", KERNEL!="vfio", OWNER="${cfg.user}", MODE="0600"''
     );
 
-    assertions = [
-      (nameAssertion "user" "user" cfg.user)
-    ]
-    ++ lib.optional cfg.hostNetworking.nat.enable (
-      nameAssertion "interface" "hostNetworking.nat.interface" cfg.hostNetworking.nat.interface
-    )
-    ++ vmNameAssertions
-    ++ lib.imap0 (j: bdf: nameAssertion "pci" "isolatedPciDevices[${toString j}]" bdf) cfg.isolatedPciDevices;
+    assertions =
+      let
+        names = [
+          (nameAssertion "user" "user" cfg.user)
+        ]
+        ++ lib.optional cfg.hostNetworking.nat.enable (
+          nameAssertion "interface" "hostNetworking.nat.interface" cfg.hostNetworking.nat.interface
+        )
+        ++ vmNameAssertions
+        ++ lib.imap0 (j: bdf: nameAssertion "pci" "isolatedPciDevices[${toString j}]" bdf) cfg.isolatedPciDevices;
+      in
+      names
+      ++ map (vm: {
+        assertion = sommelierUsable;
+        message = sommelierMessage vm;
+      }) sommelierVms
+      # the guests' own assertions, once their names and proxy are sound
+      ++ lib.optionals (
+        lib.all (x: x.assertion) names && (sommelierVms == [ ] || sommelierUsable)
+      ) guestAssertions;
 
     # A broken configuration stops the switch with the option paths of every problem.
     system.preSwitchChecks.vmsilo = ''

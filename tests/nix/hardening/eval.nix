@@ -19,16 +19,9 @@ let
         boot.loader.grub.enable = false;
         users.users.alice.isNormalUser = true;
         system.stateVersion = "26.05";
-        programs.vmsilo =
-          let
-            desktop = lib.recursiveUpdate (import ../../../examples/desktop.nix) (builtins.fromJSON set);
-          in
-          desktop
-          // {
-            # today's guest module still uses the scripted initrd, which nixpkgs' systemd stage 1
-            # refuses; these tests look at the host
-            nixosVms = map (vm: vm // { guestConfig = { boot.initrd.systemd.enable = false; }; }) desktop.nixosVms;
-          };
+        programs.vmsilo = lib.recursiveUpdate (import ../../../examples/desktop.nix) (
+          builtins.fromJSON set
+        );
       }
     ];
   };
