@@ -168,16 +168,6 @@ def test_guest_systems_follow_the_guest_software(
 
 
 @needs_nix
-def test_the_tray_unit_comes_with_its_package(
-    monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path
-) -> None:
-    h = host(monkeypatch, nixpkgs_lib, {"daemons": True})
-    assert h["userServices"]["vmsilo-tray"] == {
-        "ExecStart": f"{h['packageOut']}/libexec/vmsilo/tray"
-    }
-
-
-@needs_nix
 def test_disabled_module_sets_nothing(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> None:
     h = host(monkeypatch, nixpkgs_lib, {"set": {"enable": False}})
     assert h == {"enabled": False, "defined": [], "systemDefined": []}

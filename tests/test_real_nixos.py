@@ -153,7 +153,7 @@ def test_units(families: tuple[dict[str, Any], str]) -> None:
     h = families[0]["families"]
     units = h["units"]
     tree = h["packageOut"]
-    # no socket starts a VM; the balloon daemon is its package's program
+    # no socket starts a VM; the daemons run their packages' programs
     assert sorted(units) == [
         "vmsilo-balloond.service",
         "vmsilo-banking-taps.service",
@@ -182,8 +182,10 @@ def test_units(families: tuple[dict[str, Any], str]) -> None:
     assert sorted(h["userUnits"]) == [
         "vmsilo-banking-wayland.service",
         "vmsilo-chat-wayland.service",
+        "vmsilo-tray.service",
         "vmsilo-work-wayland.service",
     ]
+    assert f"ExecStart={tree}/libexec/vmsilo/tray" in h["userUnits"]["vmsilo-tray.service"]
 
 
 def test_removing_a_vm_removes_its_unit(families: tuple[dict[str, Any], str]) -> None:

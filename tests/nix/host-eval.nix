@@ -2,7 +2,7 @@
 # and a stand-in pkgs, for a programs.vmsilo file; returns the facts the tests assert.
 # Impure on purpose: VMSILO_NIXPKGS_LIB, VMSILO_ROOT, VMSILO_PYTHON, CONFIG_FILE, and
 # EXTRA_JSON: {"set": top-level options to override, "programs": {vm: [stand-in package names]},
-# "guestConfig": [VMs given a guestConfig module], "daemons": set the tray's package}.
+# "guestConfig": [VMs given a guestConfig module]}.
 let
   lib = import (/. + builtins.getEnv "VMSILO_NIXPKGS_LIB");
   root = /. + builtins.getEnv "VMSILO_ROOT";
@@ -29,7 +29,6 @@ let
       ./stub-nixos.nix
       (root + "/nix/module.nix")
       { programs.vmsilo = withPrograms; }
-      (lib.mkIf (extra.daemons or false) { programs.vmsilo._internal = pkgs.daemonStandins; })
       { _module.args.pkgs = pkgs; }
     ];
   };
@@ -60,7 +59,9 @@ else
     userServiceUnits = lib.mapAttrs (_: s: pick [ "wantedBy" "partOf" "after" "serviceConfig" ] s) c.systemd.user.services;
     trayPackage = "${v._internal.vmsilo-tray}";
     trayDrv = v._internal.vmsilo-tray.drvPath;
-    guestTrayLogLevels = lib.mapAttrs (_: s: s.stubModule.vmsilo.guest.trayLogLevel) v.package.guestSystems;
+    guestTrayLogLevels = lib.mapAttrs (
+      _: vms: v.package.guestSystems.${builtins.head vms}.stubModule.vmsilo.guest.trayLogLevel
+    ) v.package.guestSoftwareSets;
     nat = c.networking.nat or null;
     udev = c.services.udev.extraRules;
     initrdModules = c.boot.initrd.kernelModules;

@@ -45,8 +45,6 @@ rec {
   sommelier = tool "sommelier";
   e2fsprogs = tool "mkfs.ext4";
   util-linux = tool "setpriv";
-  # not in nixpkgs: the tray's package, for a test to set as _internal.vmsilo-tray
-  daemonStandins.vmsilo-tray = tool "vmsilo-tray";
   # bash from the host, as a package with bin/bash
   bash = derivation {
     name = "bash";
