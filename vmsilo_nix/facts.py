@@ -49,6 +49,18 @@ PARAM_CONFIG: Final = "vmsilo.config"
 PARAM_AUTOSHUTDOWN: Final = "vmsilo.autoshutdown"
 #: Every kernel parameter whose name starts so is vmsilo's: users may not set one.
 RESERVED_PARAM_PREFIX: Final = "vmsilo."
+#: The store path of the VM's program profile; present only when crosvm attaches its program
+#: image. A plain parameter, not part of ``vmsilo.config``: stage 1 reads it, without Python.
+PARAM_PROGRAMS: Final = "vmsilo.programs"
+
+#: The program image's virtio serial (crosvm ``--block id=``, at most 20 bytes): the guest
+#: finds it as ``/dev/disk/by-id/virtio-<id>`` whatever its disk letter.
+PROGRAMS_DISK_ID: Final = "vmsilo-programs"
+#: Where stage 1 mounts the program image, as the store overlay's second lower layer.
+PROGRAMS_MOUNT: Final = "/nix/.ro-programs"
+#: The link guest-setup points at the VM's program profile; a profile of the guest system
+#: (bin/ on PATH, share/ in XDG_DATA_DIRS), like /run/current-system/sw.
+PROGRAMS_LINK: Final = "/run/vmsilo/programs"
 
 #: What stands in an argv for an artifact Nix has not built yet (``<unbuilt:kernel>``).
 UNBUILT: Final = "<unbuilt:{}>"
@@ -67,10 +79,14 @@ def for_nix() -> dict[str, object]:
         "guestSharesDir": GUEST_SHARES_DIR,
         "agentVsockPort": AGENT_VSOCK_PORT,
         "trayVsockPort": TRAY_VSOCK_PORT,
+        "programsDiskId": PROGRAMS_DISK_ID,
+        "programsMount": PROGRAMS_MOUNT,
+        "programsLink": PROGRAMS_LINK,
         "params": {
             "name": PARAM_NAME,
             "overlay": PARAM_OVERLAY,
             "config": PARAM_CONFIG,
             "autoshutdown": PARAM_AUTOSHUTDOWN,
+            "programs": PARAM_PROGRAMS,
         },
     }

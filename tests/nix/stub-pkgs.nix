@@ -88,6 +88,7 @@ rec {
       builtins.removeAttrs env [
         "nativeBuildInputs"
         "meta"
+        "passthru"
       ]
       // {
         inherit name system;
@@ -98,6 +99,45 @@ rec {
           script
         ];
       }
+    )
+    // env.passthru or { };
+  # nixpkgs' buildEnv as far as program-image.nix uses it: the packages' trees merged as
+  # symlinks, the first package winning a collision
+  buildEnv =
+    { name, paths, ... }:
+    derivation {
+      inherit name system PATH paths;
+      builder = sh;
+      args = [
+        "-c"
+        "mkdir $out && for p in $paths; do cp -rsn $p/. $out/ && chmod -R u+w $out; done"
+      ];
+    };
+  # the host's mksquashfs (squashfs-tools)
+  squashfsTools = derivation {
+    name = "squashfs-tools";
+    inherit system PATH;
+    builder = sh;
+    args = [
+      "-c"
+      "mkdir -p $out/bin && ln -s $(command -v mksquashfs) $out/bin/mksquashfs"
+    ];
+  };
+  callPackage =
+    f: args:
+    let
+      fn = if builtins.isPath f then import f else f;
+    in
+    fn (
+      builtins.intersectAttrs (lib.functionArgs fn) {
+        inherit
+          lib
+          buildEnv
+          runCommand
+          squashfsTools
+          ;
+      }
+      // args
     );
   # Like nixpkgs': the function's arguments come from here unless given.
   callPackage =
