@@ -4,7 +4,8 @@
 # at boot.
 #
 # Disks, in crosvm's order: /dev/vda the read-only root image (a squashfs of the system
-# closure), /dev/vdb the VM's fresh qcow2 overlay when rootOverlay.type = "qcow2".
+# closure), /dev/vdb the VM's fresh qcow2 overlay when rootOverlay.type = "qcow2", and last the
+# VM's program image (guest-programs.nix), found by its serial.
 {
   config,
   lib,
@@ -23,6 +24,9 @@ let
       "${g.proxyPackage}/bin/wayland-proxy-virtwl --virtio-gpu --wayland-display=wayland-1";
 in
 {
+  # issue 16: program images (each VM's guestPrograms) on top of this one system
+  imports = [ ./guest-programs.nix ];
+
   options.vmsilo.guest = {
     programs = lib.mkOption {
       type = lib.types.listOf lib.types.package;
@@ -205,8 +209,10 @@ in
     system.build = {
       vmsiloKernel = "${config.boot.kernelPackages.kernel}/${config.system.boot.loader.kernelFile}";
       vmsiloInitrd = "${config.system.build.initialRamdisk}/${config.system.boot.loader.initrdFile}";
+      # what the root image holds; program images leave it out (issue 16)
+      vmsiloStoreContents = [ config.system.build.toplevel ] ++ lib.optional g.copyChannel pkgs.path;
       vmsiloRootImage = pkgs.callPackage (pkgs.path + "/nixos/lib/make-squashfs.nix") {
-        storeContents = [ config.system.build.toplevel ] ++ lib.optional g.copyChannel pkgs.path;
+        storeContents = config.system.build.vmsiloStoreContents;
         comp = "zstd -Xcompression-level 6";
       };
     };

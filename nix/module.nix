@@ -1,6 +1,6 @@
 # The vmsilo NixOS host module: `imports = [ vmsilo.nixosModules.default ]` (or this file).
 #
-# It evaluates one guest system per distinct guest software set, serialises the evaluated
+# It evaluates one base guest system for the VMs (guest-sets.nix), serialises the evaluated
 # programs.vmsilo together with the store paths Nix built, and runs `vmsilo generate` on it in a
 # derivation: that tree is programs.vmsilo.package, and every unit below points into it, so no
 # command line is worked out twice.
@@ -19,48 +19,29 @@ let
   engine = pkgs.vmsilo-nix or (pkgs.python3Packages.callPackage ./package.nix { });
   toPlain = import ../vmsilo_nix/nixeval/exprs/apply.nix;
 
-  # VMs with the same guest software share one guest system (and one root image). Nix cannot
-  # compare module functions, so a VM with its own guestConfig gets its own system.
-  softwareKey =
-    vm:
-    builtins.hashString "sha256" (
-      builtins.toJSON {
-        programs = map toString vm.guestPrograms;
-        proxy = vm.waylandProxy;
-        channel = vm.copyChannel;
-        config = if vm.guestConfig == [ ] then null else vm.name;
-      }
-    );
-  groups = lib.groupBy softwareKey cfg.nixosVms;
-  systemsBySoftware = lib.mapAttrs (
-    _: vms:
-    let
-      first = builtins.head vms;
-    in
-    pkgs.nixos {
-      imports = [ ./guest.nix ] ++ lib.toList first.guestConfig;
-      vmsilo.guest = {
-        programs = first.guestPrograms;
-        inherit (first) waylandProxy copyChannel;
-        engine = engine;
-        trayLogLevel = cfg.vmsilo-tray.logLevel;
-        proxyPackage =
-          if first.waylandProxy == "sommelier" then
-            (if sommelierUsable then cfg._internal.sommelier else throw (sommelierMessage first))
-          else
-            cfg._internal.wayland-proxy-virtwl;
-      };
-    }
-  ) groups;
+  # issue 16: one base system for every VM without guestConfig, a program image per
+  # guestPrograms set (guest-sets.nix).
+  guestSets = import ./guest-sets.nix {
+    inherit lib pkgs;
+    vms = cfg.nixosVms;
+    guestSettings = vm: {
+      inherit (vm) waylandProxy copyChannel;
+      engine = engine;
+      trayLogLevel = cfg.vmsilo-tray.logLevel;
+      proxyPackage =
+        if vm.waylandProxy == "sommelier" then
+          (if sommelierUsable then cfg._internal.sommelier else throw (sommelierMessage vm))
+        else
+          cfg._internal.wayland-proxy-virtwl;
+    };
+  };
   # nixpkgs marks sommelier broken; its own message would name neither the VM nor the way out.
   sommelierUsable = cfg._internal.sommelier.meta.available or true;
   sommelierMessage =
     vm:
     "programs.vmsilo.nixosVms[${toString (lib.lists.findFirstIndex (v: v.name == vm.name) 0 cfg.nixosVms)}] (${vm.name}).waylandProxy = \"sommelier\", but nixpkgs' sommelier is marked broken or unavailable; use waylandProxy = \"wayland-proxy-virtwl\", or set programs.vmsilo._internal.sommelier to a sommelier package that builds.";
-  # VM name -> its guest NixOS system (VMs with the same software share one evaluation).
-  guestSystems = lib.listToAttrs (
-    map (vm: lib.nameValuePair vm.name systemsBySoftware.${softwareKey vm}) cfg.nixosVms
-  );
+  # VM name -> its guest NixOS system (VMs without guestConfig share one evaluation).
+  guestSystems = guestSets.systems;
   builtFor = vm: guestSystems.${vm.name}.config.system.build;
 
   # The daemons' packages come from their own derivations; until a package is set, there is
@@ -93,6 +74,10 @@ let
             initrd = "${b.vmsiloInitrd}";
             rootImage = "${b.vmsiloRootImage}";
             toplevel = "${b.toplevel}";
+          }
+          // lib.optionalAttrs (guestSets.images ? ${vm.name}) {
+            programImage = "${guestSets.images.${vm.name}}";
+            programs = "${guestSets.images.${vm.name}.profile}";
           };
       }) cfg.nixosVms
     );
@@ -109,9 +94,12 @@ let
       vmsilo generate --file ${configJson} --artifacts ${artifactsJson} --out $out
     ''
     // {
-      inherit guestSystems configJson artifactsJson;
-      # software key -> the VMs sharing that guest system
-      guestSoftwareSets = lib.mapAttrs (_: map (vm: vm.name)) groups;
+      inherit guestSystems configJson artifactsJson artifacts;
+      # key -> the VMs sharing that guest system (one NixOS evaluation each)
+      guestSoftwareSets = guestSets.systemSets;
+      # VM name -> its program image; key -> the VMs sharing an image
+      programImages = guestSets.images;
+      programImageSets = guestSets.imageSets;
     };
 
   unit = name: "vmsilo-${name}.service";

@@ -160,11 +160,26 @@ def test_guest_systems_follow_the_guest_software(
         "programs": {"banking": ["firefox"], "work": ["firefox"], "vault": ["keepassxc"]}
     }
     h = host(monkeypatch, nixpkgs_lib, extra)
-    assert h["guestSystems"] == 3  # firefox (banking, work), keepassxc (vault), none (net)
-    assert sorted(map(len, h["guestPrograms"].values())) == [0, 1, 1]
-    # a guestConfig module cannot be compared with another: that VM gets its own system
+    # one base system without programs; a program image per set: firefox, keepassxc
+    assert h["guestSystems"] == 1
+    assert list(h["guestPrograms"].values()) == [[]]
+    assert sorted(map(sorted, h["programImageSets"].values())) == [["banking", "work"], ["vault"]]
+    images = h["programImages"]
+    assert sorted(images) == ["banking", "vault", "work"]  # net has no programs
+    assert images["banking"] == images["work"] != images["vault"]
+    assert [p.rsplit("-", 1)[-1] for p in images["vault"]["packages"]] == ["keepassxc"]
+    vms = h["artifacts"]["vms"]
+    assert vms["vault"]["programImage"] == images["vault"]["image"]
+    assert vms["vault"]["programs"] == images["vault"]["profile"]
+    assert "programImage" not in vms["net"] and "programs" not in vms["net"]
+    assert len({vm["rootImage"] for vm in vms.values()}) == 1
+    # a guestConfig module cannot be compared with another: that VM gets its own system,
+    # with its programs installed in it, and no image
     extra["guestConfig"] = ["work"]
-    assert host(monkeypatch, nixpkgs_lib, extra)["guestSystems"] == 4
+    h = host(monkeypatch, nixpkgs_lib, extra)
+    assert h["guestSystems"] == 2
+    assert sorted(map(len, h["guestPrograms"].values())) == [0, 1]
+    assert sorted(h["programImages"]) == ["banking", "vault"]
 
 
 @needs_nix
@@ -350,6 +365,20 @@ def test_guest_module(monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path) -> Non
     assert g["rootImageContents"] == g["toplevel"]
     assert g["fileSystems"]["/nix/.ro-store"]["device"] == "/dev/vda"
     assert g["networkd"] is True and g["channel"] is False
+    # program images: a second lower layer of the store, mounted in stage 1 when the kernel
+    # command line names a profile; the profile link is a profile of the system
+    assert g["fileSystems"]["/nix/store"]["overlay"]["lowerdir"] == [
+        "/nix/.ro-store",
+        "/nix/.ro-programs",
+    ]
+    unit = g["programsUnit"]
+    assert unit["requiredBy"] == unit["before"] == ["sysroot-nix-store.mount"]
+    assert "vmsilo.programs=*)" in unit["script"]
+    assert (
+        "mount -t squashfs -o ro /dev/disk/by-id/virtio-vmsilo-programs /sysroot/nix/.ro-programs"
+        in unit["script"]
+    )
+    assert g["profiles"] == ["/run/vmsilo/programs"]
     s = guest(monkeypatch, nixpkgs_lib, "sommelier", True)
     assert "sommelier --virtgpu-channel" in s["userServices"]["vmsilo-wayland-proxy"]["ExecStart"]
     assert s["channel"] is True and len(s["rootImageContents"].split()) == 2

@@ -12,6 +12,20 @@ let
   evaluated = lib.evalModules {
     modules = [
       ./stub-nixos.nix
+      # as in NixOS, an overlay's lower layers are a list that several modules add to
+      {
+        options.fileSystems = lib.mkOption {
+          type = lib.types.attrsOf (
+            lib.types.submodule {
+              freeformType = lib.types.lazyAttrsOf lib.types.anything;
+              options.overlay.lowerdir = lib.mkOption {
+                type = lib.types.nullOr (lib.types.listOf lib.types.str);
+                default = null;
+              };
+            }
+          );
+        };
+      }
       (root + "/nix/guest.nix")
       {
         vmsilo.guest = {
@@ -47,4 +61,6 @@ in
   fileSystems = c.fileSystems;
   networkd = c.systemd.network.enable;
   channel = c.nix.channel.enable;
+  profiles = c.environment.profiles;
+  programsUnit = c.boot.initrd.systemd.services.vmsilo-programs;
 }

@@ -76,6 +76,13 @@ else
     guestPrograms = lib.mapAttrs (
       _: vms: map toString v.package.guestSystems.${builtins.head vms}.stubModule.vmsilo.guest.programs
     ) v.package.guestSoftwareSets;
+    programImageSets = v.package.programImageSets;
+    programImages = lib.mapAttrs (_: image: {
+      image = "${image}";
+      profile = "${image.profile}";
+      packages = map toString image.profile.paths;
+    }) v.package.programImages;
+    inherit (v.package) artifacts;
     preSwitch = c.system.preSwitchChecks.vmsilo;
     activation = c.system.activationScripts.vmsilo;
     configJson = "${v.package.configJson}";

@@ -155,8 +155,9 @@ rec {
     in
     {
       stubModule = module;
-      config.system.build = {
+      config.system.build = rec {
         toplevel = part "toplevel";
+        vmsiloStoreContents = [ toplevel ];
         vmsiloKernel = "${part "kernel"}";
         vmsiloInitrd = "${part "initrd"}";
         vmsiloRootImage = part "rootimage";

@@ -39,6 +39,12 @@ class VmArtifacts:
     initrd: str | None = option(None, doc="Initrd of the VM's guest system.")
     root_image: str | None = option(None, doc="Read-only root filesystem image.")
     toplevel: str | None = option(None, doc="The guest system's toplevel (its init is here).")
+    program_image: str | None = option(
+        None, doc="The VM's program image: its guestPrograms' closure minus the root image's."
+    )
+    programs: str | None = option(
+        None, doc="The profile of the VM's guestPrograms, inside its program image."
+    )
 
 
 @attrs.frozen(kw_only=True)
