@@ -330,6 +330,7 @@ def test_environment_and_directory_are_passed(start_agent: Callable[..., AgentPr
         "LOGNAME",
         "SHELL",
         "PATH",
+        "XDG_DATA_DIRS",
         "XDG_RUNTIME_DIR",
         "WAYLAND_DISPLAY",
         "FOO",
@@ -358,6 +359,17 @@ def test_a_start_without_argv_runs_the_login_shell() -> None:
     assert command.env["TERM"] == "xterm-256color"
     assert command.env["WAYLAND_DISPLAY"] == "wayland-1"
     assert "/etc/profiles/per-user/alice/bin" in command.env["PATH"]
+    # the VM's own programs (its program image's profile), before the system's
+    path = command.env["PATH"].split(":")
+    assert path.index("/run/vmsilo/programs/bin") < path.index("/run/current-system/sw/bin")
+    assert command.env["XDG_DATA_DIRS"].split(":") == [
+        "/home/alice/.nix-profile/share",
+        "/nix/profile/share",
+        "/etc/profiles/per-user/alice/share",
+        "/run/vmsilo/programs/share",
+        "/nix/var/nix/profiles/default/share",
+        "/run/current-system/sw/share",
+    ]
     assert (command.rows, command.cols) == (24, 80)
     assert command.cwd == ("/home/alice" if os.path.isdir("/home/alice") else "/")
 

@@ -11,18 +11,21 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmsilo_nix.cli import app as cli
+from vmsilo_nix.config.artifacts import load_artifacts
 from vmsilo_nix.config.values import check_unit_name
-from vmsilo_nix.guest.setup import Mount, plan_setup
+from vmsilo_nix.errors import VmsiloError
+from vmsilo_nix.guest.setup import Mount, apply, plan_setup
 from vmsilo_nix.pipeline import check
 from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.host import plan
-from vmsilo_nix.plan.identity import IdentityError, decode_cmdline, param
+from vmsilo_nix.plan.identity import IdentityError, decode_cmdline, decode_programs, param
 
 from .conftest import EXAMPLES, ROOT
 
@@ -299,3 +302,77 @@ def test_any_command_line_bytes_are_refused_or_applied(data: bytes) -> None:
     text = base64.urlsafe_b64encode(data).decode().rstrip("=")
     with contextlib.suppress(IdentityError):
         plan_setup(decode_cmdline(f"vmsilo.config={text}"))
+
+
+PROFILE = "/nix/store/99999999999999999999999999999999-vmsilo-programs-0123456789ab"
+
+
+def cmdline_with_programs(vm: str) -> str:
+    """The command line of a VM whose artifacts include a program image."""
+    artifacts = load_artifacts(
+        {"vms": {vm: {"programImage": PROFILE + ".img", "programs": PROFILE}}}
+    )
+    argv = flatten(plan(DESKTOP, artifacts).vms[vm].crosvm)
+    return " ".join(argv[i + 1] for i, w in enumerate(argv) if w == "-p")
+
+
+def test_the_guest_reads_the_profile_the_host_planned() -> None:
+    assert decode_programs(cmdline_with_programs("work")) == PROFILE
+    assert decode_programs(cmdline_of("work")) is None
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "message"),
+    [
+        ("vmsilo.programs=/etc/passwd", "is not a store path"),
+        ("vmsilo.programs=/nix/store/short-x", "is not a store path"),
+        (f"vmsilo.programs={PROFILE}/..", "is not a store path"),
+        (f"vmsilo.programs={PROFILE}/bin", "is not a store path"),
+        (f"vmsilo.programs={PROFILE} vmsilo.programs={PROFILE}", "twice"),
+    ],
+)
+def test_bad_programs_parameter(cmdline: str, message: str) -> None:
+    with pytest.raises(IdentityError, match=message):
+        decode_programs(cmdline)
+
+
+@given(st.text(max_size=300))
+def test_any_programs_parameter_is_a_store_path_or_refused(value: str) -> None:
+    try:
+        found = decode_programs(f"quiet vmsilo.programs={value}")
+    except IdentityError:
+        return
+    assert found is not None and found.startswith("/nix/store/") and "/" not in found[11:]
+
+
+def test_guest_setup_links_the_profile(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / PROFILE.rsplit("/", 1)[1]).mkdir(parents=True)
+    link = tmp_path / "run/vmsilo/programs"
+    setup = plan_setup(decode_cmdline(cmdline_of("net")), PROFILE)
+    with mock.patch("socket.sethostname") as hostname:
+        apply(setup, tmp_path / "network", link, store)
+        apply(setup, tmp_path / "network", link, store)  # again: replaced, not refused
+    hostname.assert_called_with("net")
+    assert os.readlink(link) == PROFILE
+    assert sorted(p.name for p in link.parent.iterdir()) == ["programs"]
+
+
+def test_guest_setup_refuses_a_profile_the_image_did_not_bring(tmp_path: Path) -> None:
+    setup = plan_setup(decode_cmdline(cmdline_of("net")), PROFILE)
+    with (
+        mock.patch("socket.sethostname"),
+        pytest.raises(VmsiloError, match="not in the store: the VM's program image"),
+    ):
+        apply(setup, tmp_path / "network", tmp_path / "programs", tmp_path / "store")
+    assert not (tmp_path / "programs").exists()
+    # the network came up all the same
+    assert sorted(p.name for p in (tmp_path / "network").iterdir()) == sorted(
+        plan(DESKTOP).vms["net"].network.guest_files
+    )
+
+
+def test_dry_run_names_the_profile(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "cmdline").write_text(cmdline_with_programs("work"))
+    assert cli.main(["guest-setup", "--dry-run", "--cmdline", str(tmp_path / "cmdline")]) == 0
+    assert json.loads(capsys.readouterr().out)["programs"] == PROFILE

@@ -256,3 +256,25 @@ def test_auto_start_reaches_the_plan() -> None:
     assert doc["isolatedPciDevices"] == [
         {"bdf": "0000:03:00.0", "sysfs": "/sys/bus/pci/devices/0000:03:00.0"}
     ]
+
+
+def test_a_program_image_is_the_last_disk_and_names_its_profile() -> None:
+    """A VM's program image: one more read-only disk with its serial, after every other disk
+    (no disk letter moves), and its profile on the kernel command line; both from
+    guestPrograms."""
+    image = "/nix/store/88888888888888888888888888888888-vmsilo-programs-0123456789ab.img"
+    profile = "/nix/store/99999999999999999999999999999999-vmsilo-programs-0123456789ab"
+    raw = json.loads((GOLDEN / "desktop-artifacts.json").read_text())
+    raw["vms"]["banking"] |= {"programImage": image, "programs": profile}
+    p = plan(desktop(), load_artifacts(raw)).vms["banking"]
+    disk = f"path={image},ro=true,id=vmsilo-programs"
+    param = f"vmsilo.programs={profile}"
+    expected = list(BANKING_CROSVM)
+    expected[expected.index("--gpu") : expected.index("--gpu")] = ["-p", param]
+    expected[expected.index("--initrd") : expected.index("--initrd")] = ["--block", disk]
+    assert flatten(p.crosvm) == expected
+    sources = {a.words[1]: a.sources for a in p.crosvm if len(a.words) > 1}
+    assert sources[disk] == sources[param] == (("nixosVms", 0, "guestPrograms"),)
+    # without an image: neither
+    plain = flatten(plan(desktop(), ARTIFACTS).vms["banking"].crosvm)
+    assert not any("vmsilo-programs" in w or "vmsilo.programs" in w for w in plain)

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from vmsilo_nix import facts
 from vmsilo_nix.channel.protocol import (
     FROM_CLIENT,
     SIGNALS,
@@ -50,11 +51,21 @@ from vmsilo_nix.guest.spawn import Child, Command, GuestUser, spawn
 
 log = logging.getLogger("vmsilo.channel")
 
-# Directories of a NixOS user's PATH, then the usual ones for other systems.
-DEFAULT_PATH = (
-    "/run/wrappers/bin:{home}/.nix-profile/bin:/nix/profile/bin:/etc/profiles/per-user/{user}/bin"
-    ":/nix/var/nix/profiles/default/bin:/run/current-system/sw/bin:/usr/local/bin:/usr/bin:/bin"
+# A NixOS user's profiles in NixOS's order, with the VM's program profile (its guestPrograms)
+# where NixOS puts it among environment.profiles (nix/guest-programs.nix): before the system's.
+PROFILES = (
+    "{home}/.nix-profile",
+    "/nix/profile",
+    "/etc/profiles/per-user/{user}",
+    facts.PROGRAMS_LINK,
+    "/nix/var/nix/profiles/default",
+    "/run/current-system/sw",
 )
+# Their bin/ directories, then the usual ones for other systems; their share/ directories.
+DEFAULT_PATH = ":".join(
+    ["/run/wrappers/bin", *(f"{p}/bin" for p in PROFILES), "/usr/local/bin", "/usr/bin", "/bin"]
+)
+DEFAULT_DATA_DIRS = ":".join(f"{p}/share" for p in PROFILES)
 
 READ_SIZE = 64 * 1024
 STDIN_HIGH_WATER = 256 * 1024  # buffered input for a slow command before we stop reading
@@ -88,6 +99,8 @@ def command_for(start: Start, config: AgentConfig) -> Command:
         "LOGNAME": user.name,
         "SHELL": user.shell,
         "PATH": config.path.format(home=user.home, user=user.name),
+        # desktop files, icons, GSettings schemas and D-Bus services of the programs
+        "XDG_DATA_DIRS": DEFAULT_DATA_DIRS.format(home=user.home, user=user.name),
     }
     runtime = f"/run/user/{user.uid}"
     if os.path.isdir(runtime):

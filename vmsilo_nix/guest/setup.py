@@ -3,6 +3,12 @@
 It reads the VM's identity from the kernel command line (see ``guest_identity``), writes the
 VM's systemd-networkd files (the same text the host plans), sets the hostname and mounts the
 VM's virtiofs shares: the home share on /home/user, every other share on /mnt/<tag>.
+
+A VM with guestPrograms boots with its program image already under the store (stage 1 mounts
+it, as a lower layer of the store overlay: only then can its paths sit in /nix/store where they
+were built). guest-setup checks that the profile ``vmsilo.programs=`` names arrived with it and
+points ``facts.PROGRAMS_LINK`` at it, a profile of the guest system: its bin/ is then on PATH
+and its share/ in XDG_DATA_DIRS for the user's session.
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from vmsilo_nix.config.paths import format_path
 from vmsilo_nix.config.rules import check
 from vmsilo_nix.errors import ConfigError, Problem, VmsiloError
 from vmsilo_nix.facts import HOME_TAG
-from vmsilo_nix.plan.identity import IdentityError, add_cmdline_argument, decode_cmdline
+from vmsilo_nix.plan.identity import (
+    IdentityError,
+    add_cmdline_argument,
+    decode_cmdline,
+    decode_programs,
+)
 from vmsilo_nix.plan.network import guest_networkd
 
 HOME_MOUNT = facts.GUEST_HOME
@@ -45,6 +56,7 @@ class GuestSetup:
     hostname: str
     network_files: dict[str, str]
     mounts: tuple[Mount, ...]
+    programs: str | None = None  # the program profile the link points at
 
 
 #: The fields of an identity (``plan.identity.payload``); anything else is refused.
@@ -115,7 +127,7 @@ def _where(problem: Problem, index: int, name: object) -> str:
     return f"{format_path(('nixosVms', index, *segments[2:]), names)}: {problem.message}"
 
 
-def plan_setup(identity: dict[str, Any]) -> GuestSetup:
+def plan_setup(identity: dict[str, Any], programs: str | None = None) -> GuestSetup:
     """What to do for this identity (pure: no I/O). Every field is checked with the rules of
     ``vmsilo check``; IdentityError says what is wrong, and then nothing is to be done."""
     raw = _as_config(identity)
@@ -132,10 +144,29 @@ def plan_setup(identity: dict[str, Any]) -> GuestSetup:
         Mount(tag, f"{SHARES_UNDER}/{tag}", share.readonly)
         for tag, share in sorted(vm.shared_directories.items())
     ]
-    return GuestSetup(vm.name, files, tuple(mounts))
+    return GuestSetup(vm.name, files, tuple(mounts), programs)
 
 
-def apply(setup: GuestSetup, network_dir: Path) -> None:
+def link_programs(profile: str, link: Path, store: Path) -> None:
+    """Point ``link`` at the profile, atomically; refuse when the image did not bring it."""
+    if not (store / Path(profile).name).is_dir():
+        raise VmsiloError(
+            f"the program profile {profile} is not in the store: the VM's program image "
+            f"(disk {facts.PROGRAMS_DISK_ID}) did not arrive or is not the one the host built"
+        )
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(profile)
+    os.replace(tmp, link)
+
+
+def apply(
+    setup: GuestSetup,
+    network_dir: Path,
+    programs_link: Path = Path(facts.PROGRAMS_LINK),
+    store: Path = Path("/nix/store"),
+) -> None:
     network_dir.mkdir(parents=True, exist_ok=True)
     for name, text in setup.network_files.items():
         tmp = network_dir / f".{name}.tmp"
@@ -147,6 +178,9 @@ def apply(setup: GuestSetup, network_dir: Path) -> None:
         result = process.run(m.argv())
         if result.returncode != 0:
             raise VmsiloError(f"cannot mount share {m.tag} on {m.target}: {result.stderr.strip()}")
+    # last: the VM's network and shares come up even when its image did not
+    if setup.programs is not None:
+        link_programs(setup.programs, programs_link, store)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +190,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="/run/systemd/network",
         metavar="DIR",
         help="where systemd-networkd files go (default: /run/systemd/network)",
+    )
+    parser.add_argument(
+        "--programs-link",
+        default=facts.PROGRAMS_LINK,
+        metavar="PATH",
+        help=f"the link to the VM's program profile (default: {facts.PROGRAMS_LINK})",
+    )
+    parser.add_argument(
+        "--store",
+        default="/nix/store",
+        metavar="DIR",
+        help="where the program profile must be (default: /nix/store)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would be done as JSON, change nothing"
@@ -168,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise VmsiloError(f"cannot read {args.cmdline}: {e.strerror}") from None
     try:
-        setup = plan_setup(decode_cmdline(cmdline))
+        setup = plan_setup(decode_cmdline(cmdline), decode_programs(cmdline))
     except IdentityError as e:
         # One journal line; the unit fails and boot goes on, with no network file written
         # (so networkd configures nothing) and nothing mounted.
@@ -180,10 +226,11 @@ def run(args: argparse.Namespace) -> int:
                     "hostname": setup.hostname,
                     "networkFiles": setup.network_files,
                     "mounts": [m.argv() for m in setup.mounts],
+                    "programs": setup.programs,
                 },
                 indent=2,
             )
         )
         return 0
-    apply(setup, Path(args.network_dir))
+    apply(setup, Path(args.network_dir), Path(args.programs_link), Path(args.store))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vmsilo_nix import facts
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config, Freeform
 from vmsilo_nix.config.values import normalise_bdf, sysfs_path
@@ -98,13 +99,25 @@ def crosvm_args(
         out.append(
             arg("--block", kv_list(_freeform(disk, "path")), source=(*src, "additionalDisks", j))
         )
+    # Last, so that no other disk's letter depends on it; the guest finds it by its serial.
+    if built.program_image is not None:
+        out.append(
+            arg(
+                "--block",
+                kv_list(
+                    [("path", built.program_image), ("ro", True), ("id", facts.PROGRAMS_DISK_ID)]
+                ),
+                source=(*src, "guestPrograms"),
+                note="the VM's program image",
+            )
+        )
 
     initrd_src = [(*src, "initramfs")] if vm.initramfs else []
     initrd = vm.initramfs or _or_unbuilt(built.initrd, "initrd", unbuilt)
     out.append(arg("--initrd", initrd, sources=initrd_src, note="the guest system's initrd"))
     if built.toplevel is None:
         unbuilt.append("toplevel")
-    out += vmsilo_params(vm, index, built.toplevel)
+    out += vmsilo_params(vm, index, built.toplevel, built.programs)
     out += user_params(vm, index)
 
     if vm.gpu is not False:

@@ -15,6 +15,7 @@ import argparse
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from vmsilo_nix import facts
@@ -59,6 +60,31 @@ def payload(vm: Vm, index: int) -> dict[str, Any]:
         "shares": {tag: s.readonly for tag, s in sorted(vm.shared_directories.items())},
         "network": network,
     }
+
+
+def programs_param(profile: str) -> str:
+    """``vmsilo.programs=PROFILE``: the VM's program profile, inside the image crosvm attaches.
+    A plain parameter beside ``vmsilo.config``, because stage 1 reads it without Python."""
+    return f"{facts.PARAM_PROGRAMS}={profile}"
+
+
+# A store path as Nix names one: 32 base-32 characters, a dash, a name of Nix's characters.
+_STORE_PATH = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]{1,211}")
+
+
+def decode_programs(cmdline: str) -> str | None:
+    """The program profile the kernel command line names, or None when the VM has none."""
+    found = None
+    for word in cmdline.split():
+        key, _, value = word.partition("=")
+        if key != facts.PARAM_PROGRAMS:
+            continue
+        if found is not None:
+            raise IdentityError(f"{facts.PARAM_PROGRAMS} is on the kernel command line twice")
+        if not _STORE_PATH.fullmatch(value) or value.endswith(("/.", "/..")):
+            raise IdentityError(f"{facts.PARAM_PROGRAMS}={value[:120]!r} is not a store path")
+        found = value
+    return found
 
 
 def encode(data: dict[str, Any]) -> str:

@@ -16,10 +16,17 @@ CROSVM_OWN = ("panic=-1", "console=ttyS0")
 # A guest system's init is `/nix/store/<32 chars>-nixos-system-<host>-<version>/init`; before
 # it is built its length is unknown, so validation assumes this much.
 INIT_PATH_ESTIMATE = 128
+# A program profile is `/nix/store/<32 chars>-vmsilo-programs-<12 chars>`; the checks do not
+# know whether a VM with guestPrograms gets an image (a guestConfig VM does not), so they
+# count one.
+PROGRAMS_PATH_ESTIMATE = 80
 
 
-def vmsilo_params(vm: Vm, index: int, toplevel: str | None) -> list[Arg]:
-    """The parameters vmsilo gives every guest: its init and the identity it boots with."""
+def vmsilo_params(
+    vm: Vm, index: int, toplevel: str | None, programs: str | None = None
+) -> list[Arg]:
+    """The parameters vmsilo gives every guest: its init and the identity it boots with, and
+    the profile of its program image when it has one."""
     src = ("nixosVms", index)
     init = f"init={toplevel}/init" if toplevel else None
     params = [
@@ -43,6 +50,15 @@ def vmsilo_params(vm: Vm, index: int, toplevel: str | None) -> list[Arg]:
             note="the VM's identity for a shared guest system",
         ),
     ]
+    if programs is not None:
+        params.append(
+            arg(
+                "-p",
+                guest_identity.programs_param(programs),
+                source=(*src, "guestPrograms"),
+                note="the profile in the VM's program image",
+            )
+        )
     if vm.auto_shutdown.enable:
         params.append(
             arg(
@@ -63,7 +79,8 @@ def user_params(vm: Vm, index: int) -> list[Arg]:
 
 def command_line_length(vm: Vm, index: int, toplevel: str | None = None) -> int:
     """Bytes of the whole command line crosvm will build (init estimated when unbuilt)."""
-    ours = [a.words[1] for a in vmsilo_params(vm, index, toplevel)]
+    programs = "x" * PROGRAMS_PATH_ESTIMATE if vm.guest_programs else None
+    ours = [a.words[1] for a in vmsilo_params(vm, index, toplevel, programs)]
     if toplevel is None:
         ours[0] = "init=" + "x" * INIT_PATH_ESTIMATE
     words = [*CROSVM_OWN, *ours, *vm.kernel_params]
