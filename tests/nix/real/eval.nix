@@ -21,4 +21,10 @@ let
 in
 {
   facts = lib.genAttrs (builtins.fromJSON hosts) (name: facts.host (evalHost name));
+  # only the host's toplevel, which forces every guest system and image (for NIX_SHOW_STATS)
+  toplevels = lib.genAttrs (builtins.fromJSON hosts) (
+    name: (evalHost name).config.system.build.toplevel.drvPath
+  );
+  # issue 16: what each VM's store is made of, as derivations (facts.nix: programs)
+  programs = lib.genAttrs (builtins.fromJSON hosts) (name: facts.programs (evalHost name));
 }

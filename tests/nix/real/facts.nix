@@ -84,7 +84,25 @@ let
         _: s: lib.attrNames (ours s.configuration.systemd.units)
       ) c.specialisation;
     };
+  # issue 16: the guest systems (one per NixOS evaluation) and program images of a host, and
+  # each VM's root image, program image and packages, as derivation paths
+  programs =
+    system:
+    let
+      p = system.config.programs.vmsilo.package;
+    in
+    {
+      systemSets = p.guestSoftwareSets;
+      imageSets = p.programImageSets;
+      vms = lib.mapAttrs (name: s: {
+        rootImage = s.config.system.build.vmsiloRootImage.drvPath;
+        programImage = if p.programImages ? ${name} then p.programImages.${name}.drvPath else null;
+        packages = map (pkg: pkg.drvPath) (
+          lib.findFirst (vm: vm.name == name) null system.config.programs.vmsilo.nixosVms
+        ).guestPrograms;
+      }) p.guestSystems;
+    };
 in
 {
-  inherit host guest;
+  inherit host guest programs;
 }

@@ -1,0 +1,2 @@
+# A host without vmsilo: how many NixOS evaluations the host itself makes.
+{ }
