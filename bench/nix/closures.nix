@@ -14,23 +14,16 @@ let
     ];
     vault = [ pkgs.keepassxc ];
   };
-  host = import (/. + nixpkgs + "/nixos/lib/eval-config.nix") {
-    system = "x86_64-linux";
-    modules = [
-      ../../nix/module.nix
-      ../../tests/nix/real/base.nix
-      (
-        { pkgs, ... }:
-        {
-          programs.vmsilo = (import ../../examples/desktop.nix) // {
-            nixosVms = map (
-              vm: vm // { guestPrograms = (sets pkgs).${vm.name} or [ ]; }
-            ) (import ../../examples/desktop.nix).nixosVms;
-          };
-        }
-      )
-    ];
-  };
+  host = import ./real-host.nix nixpkgs (
+    { pkgs, ... }:
+    {
+      programs.vmsilo = (import ../../examples/desktop.nix) // {
+        nixosVms = map (
+          vm: vm // { guestPrograms = (sets pkgs).${vm.name} or [ ]; }
+        ) (import ../../examples/desktop.nix).nixosVms;
+      };
+    }
+  );
   inherit (host) pkgs;
   package = host.config.programs.vmsilo.package;
   base = package.guestSystems.net.config.system.build;

@@ -32,27 +32,20 @@ let
     map (j: pkgs.${builtins.elemAt names j}) (
       lib.filter (j: builtins.bitAnd (s + 1) (builtins.elemAt bits j) != 0) (lib.range 0 5)
     );
-  host = import (/. + nixpkgs + "/nixos/lib/eval-config.nix") {
-    system = "x86_64-linux";
-    modules = [
-      ../../nix/module.nix
-      ../../tests/nix/real/base.nix
-      (
-        { pkgs, ... }:
-        {
-          programs.vmsilo = {
-            enable = true;
-            user = "alice";
-            nixosVms = map (i: {
-              name = "vm${toString i}";
-              color = "gray";
-              guestPrograms = set pkgs (lib.mod i (lib.toInt sets));
-            }) (lib.range 0 (lib.toInt vms - 1));
-          };
-        }
-      )
-    ];
-  };
+  host = import ./real-host.nix nixpkgs (
+    { pkgs, ... }:
+    {
+      programs.vmsilo = {
+        enable = true;
+        user = "alice";
+        nixosVms = map (i: {
+          name = "vm${toString i}";
+          color = "gray";
+          guestPrograms = set pkgs (lib.mod i (lib.toInt sets));
+        }) (lib.range 0 (lib.toInt vms - 1));
+      };
+    }
+  );
   package = host.config.programs.vmsilo.package;
 in
 {
