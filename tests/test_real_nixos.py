@@ -100,8 +100,11 @@ def test_every_option_family_evaluates(families: tuple[dict[str, Any], str]) -> 
     assert_evaluates(h)
     no_warnings(stderr)
     g = h["guests"]
-    assert g["banking"]["systemPackages"].count("hello") == 1
-    assert "jq" in g["chat"]["systemPackages"] and "hello" not in g["chat"]["systemPackages"]
+    # guestPrograms come in program images (test_real_programs), not in the shared base;
+    # work's guestConfig gives it a system of its own with its programs installed
+    assert "hello" not in g["banking"]["systemPackages"]
+    assert "jq" not in g["chat"]["systemPackages"]
+    assert g["work"]["systemPackages"].count("hello") == 1
     # guestConfig gives work a system of its own, with what the module added
     assert g["work"]["toplevel"] != g["banking"]["toplevel"]
     assert g["net"]["channel"] is True and g["banking"]["channel"] is False
@@ -123,7 +126,7 @@ def test_the_guest_boots_with_systemd_in_stage_1(families: tuple[dict[str, Any],
     store = fs["/nix/store"]
     assert store["fsType"] == "overlay" and store["neededForBoot"] is True
     assert store["options"][:3] == [
-        "lowerdir=/sysroot/nix/.ro-store",
+        "lowerdir=/sysroot/nix/.ro-store:/sysroot/nix/.ro-programs",  # the program image
         "upperdir=/sysroot/nix/.rw-store/upper",
         "workdir=/sysroot/nix/.rw-store/work",
     ]

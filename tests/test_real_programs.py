@@ -106,3 +106,22 @@ def test_no_other_vms_packages_reach_a_guests_store(programs: Any) -> None:
         assert set(vm["packages"]) <= store, name
         foreign = {p for other, o in vms.items() for p in o["packages"] if p not in vm["packages"]}
         assert not foreign & store, (name, sorted(foreign & store))
+
+
+def test_the_base_takes_the_image_under_its_store_and_into_the_session(programs: Any) -> None:
+    [base] = [s for key, s in programs["session"].items() if key.startswith("base-")]
+    # the image is the store overlay's second lower layer, below the writable one
+    assert base["store"][0] == "lowerdir=/sysroot/nix/.ro-store:/sysroot/nix/.ro-programs"
+    unit = base["programsUnit"]
+    assert "Before=sysroot-nix-store.mount" in unit
+    assert "DefaultDependencies=no" in unit
+    # the profile link is a profile: bin/ on the user manager's PATH, share/ in PAM's
+    # XDG_DATA_DIRS, before the system's own
+    path = base["pathConf"].split('"')[1].split(":")
+    assert path.index("/run/vmsilo/programs/bin") < path.index("/run/current-system/sw/bin")
+    [data] = [line for line in base["pamEnvironment"].splitlines() if line.startswith("XDG_DATA")]
+    dirs = data.split('"')[1].split(":")
+    assert dirs.index("/run/vmsilo/programs/share") < dirs.index("/run/current-system/sw/share")
+    # no VM's programs in the base itself; vault's own system has its figlet installed
+    assert not {"hello", "figlet", "cowsay", "htop"} & set(base["systemPackages"])
+    assert "figlet" in programs["session"]["vm-vault"]["systemPackages"]

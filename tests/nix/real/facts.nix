@@ -93,6 +93,21 @@ let
     in
     {
       systemSets = p.guestSoftwareSets;
+      # how each guest system takes the program image: the store's layers, the stage-1 unit,
+      # and the profile in the session's PATH and XDG_DATA_DIRS
+      session = lib.mapAttrs (
+        _: vms:
+        let
+          c = p.guestSystems.${builtins.head vms}.config;
+        in
+        {
+          store = c.fileSystems."/nix/store".options;
+          programsUnit = c.boot.initrd.systemd.units."vmsilo-programs.service".text;
+          pathConf = c.environment.etc."environment.d/50-systemd-path.conf".text;
+          pamEnvironment = c.environment.etc."pam/environment".text;
+          systemPackages = map (pkg: pkg.pname or pkg.name) c.environment.systemPackages;
+        }
+      ) p.guestSoftwareSets;
       imageSets = p.programImageSets;
       vms = lib.mapAttrs (name: s: {
         rootImage = s.config.system.build.vmsiloRootImage.drvPath;
