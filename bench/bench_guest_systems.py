@@ -3,13 +3,13 @@
     eval "$(../shared/tools/real-nixos env)"       # VMSILO_NIX, VMSILO_NIXPKGS
     python bench/bench_guest_systems.py [--repeat 3] [--closures] [--json]
 
-Evaluates `config.system.build.toplevel.drvPath` of a real NixOS host (bench/nix/host.nix) with
-2 VMs in 2 guestPrograms sets and with 50 VMs in 50 sets, interleaved; reports median wall
-time, peak memory, the ratios 50/2 (the target: at most 1.3 for both) and how many guest
-systems and program images each host has.
+Evaluates `config.system.build.toplevel.drvPath` of a real NixOS host (bench/real-host.nix,
+mode sets) with 2 VMs in 2 guestPrograms sets and with 50 VMs in 50 sets, interleaved;
+reports median wall time, peak memory, the ratios 50/2 (the target: at most 1.3 for both) and
+how many guest systems and program images each host has.
 
 --closures: the example desktop with three sets (firefox; thunderbird and libreoffice;
-keepassxc; bench/nix/closures.nix). Nothing can be built offline, so no byte sizes exist;
+keepassxc; bench/closures.nix). Nothing can be built offline, so no byte sizes exist;
 what the evaluated closures say is how many derivations each disk can hold (the build closure,
 an upper bound of the runtime closure): the base once plus each program image's own part,
 against one full guest system per set as before.
@@ -43,19 +43,22 @@ def nix_argv(*args: str) -> list[str]:
     ]
 
 
-def host_argv(vms: int, sets: int) -> list[str]:
+def host_argv(vms: int, attr: str) -> list[str]:
+    """bench/real-host.nix (shared with bench_real_nixos.py), every VM in a set of its own."""
     return nix_argv(
         "eval", "--json", "--argstr", "nixpkgs", os.environ["VMSILO_NIXPKGS"],
-        "--argstr", "vms", str(vms), "--argstr", "sets", str(sets),
-        "--file", str(ROOT / "bench/nix/host.nix"), "result",
+        "--argstr", "vms", str(vms), "--argstr", "mode", "sets",
+        "--file", str(ROOT / "bench/real-host.nix"), attr,
     )  # fmt: skip
 
 
 def evaluation(repeat: int) -> dict[str, object]:
-    commands = {f"{v} VMs/{s} sets": host_argv(v, s) for v, s in SIZES}
+    commands = {f"{v} VMs/{s} sets": host_argv(v, "toplevel") for v, s in SIZES}
     counts = {
-        name: json.loads(subprocess.run(argv, check=True, capture_output=True).stdout)
-        for name, argv in commands.items()
+        f"{v} VMs/{s} sets": json.loads(
+            subprocess.run(host_argv(v, "counts"), check=True, capture_output=True).stdout
+        )
+        for v, s in SIZES
     }
     times = medians(commands, repeat)
     rss = {name: peak_rss_kib(argv) for name, argv in commands.items()}
@@ -80,7 +83,7 @@ def drv_closure(drvs: list[str]) -> set[str]:
 def closures() -> dict[str, object]:
     argv = nix_argv(
         "eval", "--json", "--argstr", "nixpkgs", os.environ["VMSILO_NIXPKGS"],
-        "--file", str(ROOT / "bench/nix/closures.nix"), "result",
+        "--file", str(ROOT / "bench/closures.nix"), "result",
     )  # fmt: skip
     r = json.loads(subprocess.run(argv, check=True, capture_output=True).stdout)
     base = drv_closure([r["base"]])

@@ -1,5 +1,5 @@
 # The example desktop with three guestPrograms sets (banking: firefox, work: thunderbird and
-# libreoffice, vault: keepassxc), for bench/bench_guest_systems.py --closures: what goes on the
+# libreoffice, vault: keepassxc), for bench_guest_systems.py --closures: what goes on the
 # guests' disks now (the base root image once, one program image per set) against one full
 # guest system per set as before issue 16. Derivation paths; `nix path-info -r` gives their
 # closures. Parameter: nixpkgs (--argstr).
@@ -14,16 +14,23 @@ let
     ];
     vault = [ pkgs.keepassxc ];
   };
-  host = import ./real-host.nix nixpkgs (
-    { pkgs, ... }:
-    {
-      programs.vmsilo = (import ../../examples/desktop.nix) // {
-        nixosVms = map (
-          vm: vm // { guestPrograms = (sets pkgs).${vm.name} or [ ]; }
-        ) (import ../../examples/desktop.nix).nixosVms;
-      };
-    }
-  );
+  host = import (/. + nixpkgs + "/nixos/lib/eval-config.nix") {
+    system = "x86_64-linux";
+    modules = [
+      ../nix/module.nix
+      ../tests/nix/real/base.nix
+      (
+        { pkgs, ... }:
+        {
+          programs.vmsilo = (import ../examples/desktop.nix) // {
+            nixosVms = map (
+              vm: vm // { guestPrograms = (sets pkgs).${vm.name} or [ ]; }
+            ) (import ../examples/desktop.nix).nixosVms;
+          };
+        }
+      )
+    ];
+  };
   inherit (host) pkgs;
   package = host.config.programs.vmsilo.package;
   base = package.guestSystems.net.config.system.build;
@@ -31,10 +38,10 @@ let
   full =
     programs:
     (pkgs.nixos {
-      imports = [ ../../nix/guest.nix ];
+      imports = [ ../nix/guest.nix ];
       vmsilo.guest = {
         inherit programs;
-        engine = pkgs.python3Packages.callPackage ../../nix/package.nix { };
+        engine = pkgs.python3Packages.callPackage ../nix/package.nix { };
         proxyPackage = pkgs.wayland-proxy-virtwl;
       };
     }).config.system.build.toplevel.drvPath;
