@@ -73,6 +73,8 @@ VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
         **HELP_OPTIONS,
         "--cmdline": "file",
         "--network-dir": "directory",
+        "--programs-link": "file",
+        "--store": "directory",
         "--dry-run": None,
     },
     "options": {**HELP_OPTIONS, "--format": "format", "--output": "file", "-o": "file"},
