@@ -42,10 +42,11 @@ def built() -> dict[str, str]:
     os.environ.setdefault("VMSILO_ROOT", str(ROOT))
     if not os.environ.get("VMSILO_NIXPKGS_LIB"):
         pytest.skip("VMSILO_NIXPKGS_LIB is not set (the nixpkgs lib directory)")
-    drvs = nix.eval_json_file(str(IMAGES))
-    assert isinstance(drvs, dict)
-    outs = nix.build([d["drvPath"] for d in drvs.values()], opts=BUILD)
-    return {name: outs[d["drvPath"]]["out"] for name, d in drvs.items()}
+    raw = nix.eval_json_file(str(IMAGES))
+    assert isinstance(raw, dict)
+    drvs = {name: str(d["drvPath"]) for name, d in raw.items() if isinstance(d, dict)}
+    outs = nix.build(list(drvs.values()), opts=BUILD)
+    return {name: outs[drv]["out"] for name, drv in drvs.items()}
 
 
 def test_an_image_is_its_closure_minus_the_base(built: dict[str, str]) -> None:
