@@ -114,7 +114,7 @@ def test_the_base_takes_the_image_under_its_store_and_into_the_session(programs:
     assert base["store"][0] == "lowerdir=/sysroot/nix/.ro-store:/sysroot/nix/.ro-programs"
     unit = base["programsUnit"]
     assert "Before=sysroot-nix-store.mount" in unit
-    assert "DefaultDependencies=no" in unit
+    assert "DefaultDependencies=false" in unit
     # the profile link is a profile: bin/ on the user manager's PATH, share/ in PAM's
     # XDG_DATA_DIRS, before the system's own
     path = base["pathConf"].split('"')[1].split(":")
