@@ -17,6 +17,7 @@ import pytest
 from vmsilo_nix.nixeval import nix
 
 from .conftest import ROOT, needs_nix
+from .test_module import build_outputs
 
 IMAGES = ROOT / "tests/nix/program-images.nix"
 BUILD = nix.NixOptions(options={"substituters": "", "build-users-group": ""})
@@ -45,7 +46,7 @@ def built() -> dict[str, str]:
     raw = nix.eval_json_file(str(IMAGES))
     assert isinstance(raw, dict)
     drvs = {name: str(d["drvPath"]) for name, d in raw.items() if isinstance(d, dict)}
-    outs = nix.build(list(drvs.values()), opts=BUILD)
+    outs = build_outputs(list(drvs.values()))
     return {name: outs[drv]["out"] for name, drv in drvs.items()}
 
 
