@@ -20,7 +20,6 @@ from .conftest import ROOT, needs_nix
 from .test_module import build_outputs
 
 IMAGES = ROOT / "tests/nix/program-images.nix"
-BUILD = nix.NixOptions(options={"substituters": "", "build-users-group": ""})
 pytestmark = [
     needs_nix,
     pytest.mark.skipif(
