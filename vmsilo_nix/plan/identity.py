@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from vmsilo_nix import facts
-from vmsilo_nix.assignments import last_assignment
+from vmsilo_nix.assignments import last_assignment, split_assignment
 from vmsilo_nix.config.model import Vm
 from vmsilo_nix.config.naming import mac_of
 from vmsilo_nix.errors import VmsiloError
@@ -76,8 +76,8 @@ def decode_programs(cmdline: str) -> str | None:
     """The program profile the kernel command line names, or None when the VM has none."""
     found = None
     for word in cmdline.split():
-        key, _, value = word.partition("=")
-        if key != facts.PARAM_PROGRAMS:
+        key, value = split_assignment(word)
+        if key != facts.PARAM_PROGRAMS or value is None:
             continue
         if found is not None:
             raise IdentityError(f"{facts.PARAM_PROGRAMS} is on the kernel command line twice")
