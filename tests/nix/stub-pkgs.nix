@@ -123,6 +123,7 @@ rec {
       "mkdir -p $out/bin && ln -s $(command -v mksquashfs) $out/bin/mksquashfs"
     ];
   };
+  # Like nixpkgs': the function's arguments come from here unless given.
   callPackage =
     f: args:
     let
@@ -139,13 +140,6 @@ rec {
       }
       // args
     );
-  # Like nixpkgs': the function's arguments come from here unless given.
-  callPackage =
-    f: args:
-    let
-      fn = if builtins.isPath f then import f else f;
-    in
-    fn (builtins.intersectAttrs (builtins.functionArgs fn) { inherit lib runCommand; } // args);
   # A guest system: evaluated lazily enough that only build outputs are looked at.
   nixos =
     module:
