@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,15 @@ SEED = ROOT.parent / "shared" / "seed" / "options.nix"
 OFFLINE = ["--option", "substituters", "", "--option", "flake-registry", ""]
 
 needs_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="nix is not installed")
+
+# Real NixOS (../shared/tools/real-nixos env): a Nix >= 2.18 and a real nixpkgs tree.
+NIX = os.environ.get("VMSILO_NIX", "")
+NIXPKGS = os.environ.get("VMSILO_NIXPKGS", "")
+needs_real_nixos = pytest.mark.skipif(
+    not (NIX and NIXPKGS),
+    reason="VMSILO_NIX and VMSILO_NIXPKGS are not set (a Nix >= 2.18 and a nixpkgs tree)",
+)
+DRV = re.compile(r"^/nix/store/[0-9a-z]{32}-[^/]+\.drv$")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,16 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import DRV, NIX, NIXPKGS, OFFLINE, ROOT, needs_real_nixos
 
-NIX = os.environ.get("VMSILO_NIX", "")
-NIXPKGS = os.environ.get("VMSILO_NIXPKGS", "")
-pytestmark = pytest.mark.skipif(
-    not (NIX and NIXPKGS),
-    reason="VMSILO_NIX and VMSILO_NIXPKGS are not set (a Nix >= 2.18 and a nixpkgs tree)",
-)
-OFFLINE = ["--option", "substituters", "", "--option", "flake-registry", ""]
-DRV = re.compile(r"^/nix/store/[0-9a-z]{32}-[^/]+\.drv$")
+pytestmark = needs_real_nixos
 
 HOST_FLAKE = """\
 {

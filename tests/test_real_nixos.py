@@ -20,17 +20,10 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import DRV, NIX, NIXPKGS, OFFLINE, ROOT, needs_real_nixos
 
 REAL = ROOT / "tests/nix/real"
-NIX = os.environ.get("VMSILO_NIX", "")
-NIXPKGS = os.environ.get("VMSILO_NIXPKGS", "")
-pytestmark = pytest.mark.skipif(
-    not (NIX and NIXPKGS),
-    reason="VMSILO_NIX and VMSILO_NIXPKGS are not set (a Nix >= 2.18 and a nixpkgs tree)",
-)
-OFFLINE = ["--option", "substituters", "", "--option", "flake-registry", ""]
-DRV = re.compile(r"^/nix/store/[0-9a-z]{32}-[^/]+\.drv$")
+pytestmark = needs_real_nixos
 
 
 def nix(*args: str) -> subprocess.CompletedProcess[str]:

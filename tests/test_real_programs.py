@@ -19,12 +19,10 @@ from typing import Any
 
 import pytest
 
-from .test_real_nixos import NIX, NIXPKGS, OFFLINE, REAL, nix
+from .conftest import NIX, NIXPKGS, OFFLINE, needs_real_nixos
+from .test_real_nixos import REAL, nix
 
-pytestmark = pytest.mark.skipif(
-    not (NIX and NIXPKGS),
-    reason="VMSILO_NIX and VMSILO_NIXPKGS are not set (a Nix >= 2.18 and a nixpkgs tree)",
-)
+pytestmark = needs_real_nixos
 
 
 def attr(attribute: str, host: str) -> Any:
