@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import DRV, NIX, NIXPKGS, OFFLINE, ROOT, needs_real_nixos
 
 pytestmark = needs_real_nixos
+ARTIFACTS = ROOT / "tests/nix/file-host-artifacts.nix"
 
 HOST_FLAKE = """\
 {
@@ -88,15 +89,10 @@ def test_dry_run_of_the_example_file_with_real_nixpkgs(
     plan = result.json()
     check_plan(plan)
     host = json.dumps({"nixpkgs": NIXPKGS, "module": str(ROOT / "nix/module.nix"), "file": example})
-    expr = (
-        f"let p = (import {ROOT}/vmsilo_nix/nixeval/exprs/file-host.nix) "
-        f"(builtins.fromJSON {json.dumps(host)}); in builtins.mapAttrs (_: s: let "
-        "b = s.config.system.build; in { kernel = b.vmsiloKernel; initrd = b.vmsiloInitrd; "
-        "rootImage = b.vmsiloRootImage.outPath; toplevel = b.toplevel.outPath; }) p.guestSystems"
-    )
     nix = [NIX, "--extra-experimental-features", "nix-command", *OFFLINE]
     r = subprocess.run(
-        [*nix, "eval", "--json", "--impure", "--expr", expr],
+        [*nix, "eval", "--json", "--impure", "--file", str(ARTIFACTS)],
+        env={**os.environ, "VMSILO_FILE_HOST": host},
         capture_output=True,
         text=True,
         check=False,
