@@ -391,6 +391,18 @@ def test_kernel_command_line_length() -> None:
     ]
 
 
+def test_kernel_command_line_counts_an_unbuilt_program_profile() -> None:
+    """A VM with guestPrograms gets `vmsilo.programs=<profile>` once built; before that its
+    length is estimated (80 bytes), so a command line that fits without it may not with it."""
+    ok = ["x" * 99] * 17  # 1985 bytes in all, as above
+    pkg = "/nix/store/00000000000000000000000000000000-hello"
+    found = check(vms({"name": "a", "kernelParams": ok, "guestPrograms": [pkg]}))
+    assert found == [
+        f"{VM}[0] (a).kernelParams: make the kernel command line 2082 bytes long with the "
+        "parameters crosvm and vmsilo add; crosvm allows 2047"
+    ]
+
+
 def test_vfio_keys_are_current_crosvm() -> None:
     """The seed's own example, iommu = "on", is gone from crosvm: caught here, not at boot."""
     found = check(

@@ -6,10 +6,10 @@ means a flag the planner starts passing is covered without anyone remembering to
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from vmsilo_nix.config import crosvm_grammar as grammar
-from vmsilo_nix.config.model import Config
+from vmsilo_nix.config.model import Config, Vm
 from vmsilo_nix.config.paths import Segment, format_path
 from vmsilo_nix.config.values import KERNEL_CMDLINE_MAX
 from vmsilo_nix.errors import Problem
@@ -28,17 +28,17 @@ def findings(config: Config, planned: Plan | None = None) -> list[Problem]:
     names = [vm.name for vm in config.nixos_vms]
     found: list[Finding] = []
     for i, vm in enumerate(config.nixos_vms):
-        found += _command_line(config, i)
+        found += _command_line(vm, i, planned.vms[vm.name].crosvm)
         found += _repeated_flags(planned.vms[vm.name].crosvm)
     # A global extra argument is planned into every VM: report it once.
     unique = dict.fromkeys(found)
     return [Problem(format_path(path, names), message, path) for path, message in unique]
 
 
-def _command_line(config: Config, i: int) -> Iterator[Finding]:
+def _command_line(vm: Vm, i: int, argv: Sequence[Arg]) -> Iterator[Finding]:
     """The whole kernel command line crosvm builds (its own parameters, vmsilo's, then the
     user's kernelParams) fits crosvm's 2047 bytes."""
-    used = command_line_length(config.nixos_vms[i], i)
+    used = command_line_length(vm, argv)
     if used > KERNEL_CMDLINE_MAX:
         yield (
             ("nixosVms", i, "kernelParams"),

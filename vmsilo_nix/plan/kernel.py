@@ -6,6 +6,8 @@ crosvm joins every ``-p`` value with one space after its own ``panic=-1`` and ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vmsilo_nix import facts
 from vmsilo_nix.config.model import Vm
 from vmsilo_nix.config.values import KERNEL_CMDLINE_MAX
@@ -77,14 +79,22 @@ def user_params(vm: Vm, index: int) -> list[Arg]:
     ]
 
 
-def command_line_length(vm: Vm, index: int, toplevel: str | None = None) -> int:
-    """Bytes of the whole command line crosvm will build (init estimated when unbuilt)."""
-    programs = "x" * PROGRAMS_PATH_ESTIMATE if vm.guest_programs else None
-    ours = [a.words[1] for a in vmsilo_params(vm, index, toplevel, programs)]
-    if toplevel is None:
-        ours[0] = "init=" + "x" * INIT_PATH_ESTIMATE
-    words = [*CROSVM_OWN, *ours, *vm.kernel_params]
-    return len(" ".join(words).encode())
+def command_line_length(vm: Vm, args: Sequence[Arg]) -> int:
+    """Bytes of the whole command line crosvm will build from a VM's planned arguments, with
+    the lengths of unbuilt paths estimated (their placeholders are shorter)."""
+    params = [a.words[1] for a in args if len(a.words) == 2 and a.words[0] == "-p"]
+    has_programs = False
+    for j, word in enumerate(params):
+        if word == _UNBUILT_INIT:
+            params[j] = "init=" + "x" * INIT_PATH_ESTIMATE
+        has_programs = has_programs or word.startswith(_PROGRAMS_PREFIX)
+    if vm.guest_programs and not has_programs:
+        params.append(guest_identity.programs_param("x" * PROGRAMS_PATH_ESTIMATE))
+    return len(" ".join([*CROSVM_OWN, *params]).encode())
+
+
+_UNBUILT_INIT = "init=" + facts.UNBUILT.format("toplevel")
+_PROGRAMS_PREFIX = facts.PARAM_PROGRAMS + "="
 
 
 __all__ = ["KERNEL_CMDLINE_MAX", "command_line_length", "user_params", "vmsilo_params"]
