@@ -854,7 +854,9 @@ def _batch_gc(batch: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        if was_enabled:
+        # `run` exits at once after a batch command: enabling the collector there would only
+        # start one full collection over the whole plan on the way out.
+        if was_enabled and not (batch and _Exit.fast):
             gc.enable()
 
 
