@@ -86,6 +86,7 @@
               ps.rich
               ps.dbus-fast
               ps.pillow
+              ps.orjson
               ps.pytest
               ps.hypothesis
               ps.mypy

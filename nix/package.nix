@@ -9,6 +9,7 @@
   pywayland,
   dbus-fast,
   pillow,
+  orjson,
   pytestCheckHook,
   hypothesis,
   nix,
@@ -44,6 +45,7 @@ buildPythonApplication {
     pywayland
     dbus-fast
     pillow
+    orjson
   ];
   nativeCheckInputs = [
     pytestCheckHook

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from vmsilo_nix.cli.app import print_json
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.nixeval import nix
 
@@ -564,3 +565,39 @@ def test_the_program_prints_the_whole_document_before_it_exits(run: Any) -> None
     )
     assert proc.stdout == run("plan", "--json", "--file", DESKTOP_JSON).out
     assert json.loads(proc.stdout)["startOrder"]
+
+
+class _Terminal(io.TextIOWrapper):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("stream_type", "expected"),
+    [
+        # a pipe or file: compact UTF-8 (not \u escapes)
+        (io.TextIOWrapper, '{"vm":["é",1]}\n'),
+        # a terminal: indented
+        (_Terminal, '{\n  "vm": [\n    "é",\n    1\n  ]\n}\n'),
+    ],
+)
+def test_json_output_on_pipes_and_terminals(
+    monkeypatch: pytest.MonkeyPatch, stream_type: type[io.TextIOWrapper], expected: str
+) -> None:
+    raw = io.BytesIO()
+    stream = stream_type(raw, encoding="ascii")  # the bytes do not depend on the locale
+    stream.write("")  # text written before goes first
+    monkeypatch.setattr(sys, "stdout", stream)
+    print_json({"vm": ["é", 1]})
+    stream.flush()
+    assert raw.getvalue().decode() == expected
+
+
+def test_json_output_keeps_what_orjson_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone surrogate (from bytes that were not UTF-8) and an integer beyond 64 bits are
+    still written, as the json module writes them; a text-only stream gets text."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    print_json({"line": "bad \udcff byte", "big": 2**70})
+    assert out.getvalue() == '{"line": "bad \\udcff byte", "big": 1180591620717411303424}\n'
+    assert json.loads(out.getvalue())["big"] == 2**70

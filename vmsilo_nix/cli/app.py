@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TextIO, cast
 
+import orjson
+
 from vmsilo_nix import __version__, facts, pipeline, process
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts, unknown_vms
@@ -357,18 +359,36 @@ def _print_warnings(warnings: Sequence[Problem], err: Console) -> None:
 
 
 def print_json(data: object, *, sort_keys: bool = False) -> None:
-    """Indented for a terminal; compact for pipes and files, where the C encoder is ~10x faster
-    (Python's json only uses it without indentation)."""
-    indent = 2 if sys.stdout.isatty() else None
-    # check_circular: the data is a tree built here, and skipping the check is ~10% faster.
-    text = json.dumps(data, indent=indent, sort_keys=sort_keys, check_circular=False)
+    """Indented for a terminal, compact for pipes and files; UTF-8 either way.
+
+    orjson rather than the standard library: a 1000-VM plan is 13 MB of JSON, which orjson
+    encodes about five times faster (docs/development.md). It refuses what JSON text can
+    still carry (a lone surrogate from undecodable bytes, an integer beyond 64 bits); the
+    standard encoder writes those as escapes."""
+    option = (orjson.OPT_INDENT_2 if _isatty(sys.stdout) else 0) | (
+        orjson.OPT_SORT_KEYS if sort_keys else 0
+    )
     try:
-        sys.stdout.write(text + "\n")
+        text = orjson.dumps(data, option=option) + b"\n"
+    except orjson.JSONEncodeError:
+        indent = 2 if option & orjson.OPT_INDENT_2 else None
+        text = (json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n").encode()
+    try:
+        _write_bytes(sys.stdout, text)
     except BrokenPipeError:
         raise
     except OSError as e:  # a full disk, a closed descriptor: the output is incomplete
         raise WriteError(f"cannot write standard output: {e.strerror or e}") from None
     _keep(data)
+
+
+def _write_bytes(stream: TextIO, data: bytes) -> None:
+    binary = getattr(stream, "buffer", None)
+    if binary is None:  # a text-only stream (a caller's StringIO)
+        stream.write(data.decode())
+        return
+    stream.flush()  # what was written as text goes first
+    binary.write(data)
 
 
 def _problems_json(problems: Sequence[Problem]) -> list[dict[str, str]]:
