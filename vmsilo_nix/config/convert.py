@@ -156,6 +156,8 @@ def _strict(tp: type, words: str) -> Callable[[Any, Any], Any]:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Everything _check_text refuses, in one search: the common case (clean text) costs one pass.
+_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _check_text(text: str, what: str = "the string") -> None:
@@ -163,6 +165,8 @@ def _check_text(text: str, what: str = "the string") -> None:
     No option's value is text over several lines, and every string may end up in a unit file,
     a script, a networkd file or another program's command line, so control characters
     (C0, DEL, C1: a newline starts a new unit directive) are refused everywhere."""
+    if _REFUSED.search(text) is None:
+        return
     if "\0" in text:
         raise Mismatch(f"{what} contains a NUL character, which no command line can carry")
     control = _CONTROL.search(text)
@@ -170,10 +174,7 @@ def _check_text(text: str, what: str = "the string") -> None:
         raise Mismatch(
             f"{what} contains the control character U+{ord(control[0]):04X}; no option takes one"
         )
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Mismatch(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+    raise Mismatch(f"{what} is not valid Unicode text (it holds a lone surrogate)")
 
 
 def _literal_hook(tp: Any) -> Callable[[Any, Any], Any]:
@@ -199,6 +200,8 @@ def _container_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         item_tp = cast(Any, list_item(tp) if is_list else mapping_value(tp))
         words = _type_words(tp)
 
+        item_hook: list[Callable[[Any, Any], Any]] = []  # looked up once, at first use
+
         def hook(value: Any, _: Any) -> Any:
             items: Iterable[tuple[Any, Any]]
             if is_list and type(value) is list:
@@ -207,13 +210,16 @@ def _container_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
                 items = value.items()
             else:
                 raise Mismatch(f"expected {words}, got {describe(value)}")
+            if not item_hook:
+                item_hook.append(conv.get_structure_hook(item_tp))
+            structure_item = item_hook[0]
             out: dict[Any, Any] = {}
             errors = []
             for key, v in items:
                 try:
                     if isinstance(key, str):
                         _check_text(key, "the attribute name")
-                    out[key] = conv.structure(v, item_tp)
+                    out[key] = structure_item(v, item_tp)
                 except Exception as e:
                     note = IterableValidationNote(f"item {key}", key, item_tp)
                     e.__notes__ = [*getattr(e, "__notes__", []), note]
@@ -227,28 +233,33 @@ def _container_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
     return factory
 
 
-def _accepts(tp: Any, value: Any) -> bool:
-    """Whether ``value``'s JSON kind fits union member ``tp`` (its content is checked later)."""
-    if tp is type(None):
-        return value is None
-    if tp in (bool, int, str):
-        return type(value) is tp
+def _json_kind(tp: Any) -> type:
+    """The JSON kind (Python type of a parsed JSON value) that union member ``tp`` takes; its
+    content is checked by the member's own hook."""
+    if tp is type(None) or tp in (bool, int, str):
+        return cast(type, tp)
     if literal_args(tp) is not None:
-        return type(value) is str
+        return str
     if list_item(tp) is not None:
-        return type(value) is list
-    return type(value) is dict  # mappings and option classes
+        return list
+    return dict  # mappings and option classes
 
 
 def _union_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
     def factory(tp: Any) -> Callable[[Any, Any], Any]:
-        members = union_args(tp) or ()
+        members = [(_json_kind(m), m) for m in union_args(tp) or ()]
         words = _type_words(tp)
+        hooks: dict[Any, Callable[[Any, Any], Any]] = {}  # each member's, at its first use
 
         def hook(value: Any, _: Any) -> Any:
-            for member in members:
-                if _accepts(member, value):
-                    return None if member is type(None) else conv.structure(value, member)
+            kind = type(value)
+            for accepted, member in members:
+                if kind is accepted:
+                    if value is None:
+                        return None
+                    if member not in hooks:
+                        hooks[member] = conv.get_structure_hook(member)
+                    return hooks[member](value, member)
             raise Mismatch(f"expected {words}, got {describe(value)}")
 
         return hook
@@ -261,7 +272,6 @@ def _class_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
         renames: dict[str, Any] = {a: override(rename=n) for a, n in rename_map(cls).items()}
         inner = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=False, **renames)
         known = option_names(cls)
-        data_names = frozenset(rename_map(cls).values())
         # Only options whose type takes a path or a package resolve markers; every other one
         # refuses a marker as it refuses any attribute set.
         types = {f.name: t for f in fields_of(cls) if _takes_markers(t := field_nix_type(f))}
@@ -271,16 +281,20 @@ def _class_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Any]:
             if type(value) is not dict or marker(value) is not None:
                 raise Mismatch(f"expected an attribute set, got {describe(value)}")
             errors: list[Exception] = []
-            for key in value:
-                if key not in known:
+            keys = value.keys()
+            if not keys <= known:
+                for key in [k for k in value if k not in known]:  # in the order written
                     err = UnknownOption(key, known)
                     err.__notes__ = [AttributeValidationNote(key, key, None)]
                     errors.append(err)
-            data = {
-                k: as_nix_type(v, types[k]) if k in types else v
-                for k, v in value.items()
-                if k in data_names
-            }
+            # The generated function reads only the model's fields (options only Nix reads
+            # are left alone), so the input is passed as it is unless a marker needs resolving.
+            data = value
+            marked = keys & types.keys()
+            if marked:
+                data = dict(value)
+                for k in marked:
+                    data[k] = as_nix_type(value[k], types[k])
             try:
                 result = inner(data, cls)
             except ClassValidationError as e:
