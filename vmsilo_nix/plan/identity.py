@@ -18,6 +18,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from vmsilo_nix import facts
 from vmsilo_nix.assignments import last_assignment, split_assignment
 from vmsilo_nix.config.model import Vm
@@ -88,7 +90,8 @@ def decode_programs(cmdline: str) -> str | None:
 
 
 def encode(data: dict[str, Any]) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    # Compact, sorted JSON (orjson: one call per VM, a tenth of the json module's cost).
+    text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return base64.urlsafe_b64encode(text).decode().rstrip("=")
 
 

@@ -31,10 +31,10 @@ unit), since the backend, not ``pw-container``, is the process that holds the so
 
 from __future__ import annotations
 
-import json
 import shlex
 
 import attrs
+import orjson
 
 from vmsilo_nix import facts
 from vmsilo_nix.config.artifacts import Artifacts
@@ -83,7 +83,7 @@ def plan_sound(
     if capture:
         argv = backend
     else:
-        props = json.dumps(context_properties(vm.name), separators=(",", ":"))
+        props = orjson.dumps(context_properties(vm.name)).decode()
         command = "exec " + shlex.join(w for a in backend for w in a.words)
         argv = (
             arg(
