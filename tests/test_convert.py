@@ -6,9 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vmsilo_nix import ConfigError, structure, unstructure
 from vmsilo_nix.config.model import Config, SharedDirectory
+from vmsilo_nix.config.paths import OptionPaths, format_path
 
 from .conftest import minimal
 
@@ -245,3 +248,22 @@ def test_a_nix_path_where_a_submodule_is_expected_names_what_the_user_wrote() ->
         "programs.vmsilo.nixosVms[0] (a).sharedDirectories.docs: expected an attribute set, "
         "got the Nix path /etc/hosts"
     ]
+
+
+_SEGMENT = st.one_of(st.integers(-3, 5), st.text(max_size=6))
+
+
+@given(
+    names=st.lists(st.one_of(st.none(), st.text(max_size=5)), max_size=4),
+    path=st.one_of(
+        st.lists(_SEGMENT, max_size=5),
+        st.tuples(st.just("nixosVms"), st.integers(-2, 6), st.lists(_SEGMENT, max_size=4)).map(
+            lambda t: [t[0], t[1], *t[2]]
+        ),
+    ),
+)
+def test_option_paths_render_as_format_path(names: list[str | None], path: list[Any]) -> None:
+    """The renderer `plan --json` uses for its ~50,000 paths says what format_path says,
+    VM names (missing, unprintable, out of range) and quoting included."""
+    assert OptionPaths(names)(tuple(path)) == format_path(path, names)
+    assert OptionPaths(names, root="")(tuple(path)) == format_path(path, names, root="")

@@ -29,6 +29,7 @@ from vmsilo_nix.config import options as options_render
 from vmsilo_nix.config.artifacts import Artifacts, load_artifacts, unknown_vms
 from vmsilo_nix.config.convert import unstructure
 from vmsilo_nix.config.model import Config, Vm
+from vmsilo_nix.config.paths import OptionPaths
 from vmsilo_nix.errors import (
     ConfigError,
     NixError,
@@ -515,7 +516,7 @@ def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
 def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     p = _plan(args, err, [args.vm])
     if args.json:
-        print_json(plan.vm_json(p.vms[args.vm], p.vm_names))
+        print_json(plan.vm_json(p.vms[args.vm], OptionPaths(p.vm_names)))
         return EXIT_OK
     from vmsilo_nix.cli import show as show_render  # noqa: PLC0415 (rich tables: not for --json)
 

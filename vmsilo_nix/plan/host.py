@@ -14,7 +14,7 @@ import attrs
 
 from vmsilo_nix.config.artifacts import Artifacts
 from vmsilo_nix.config.model import Config
-from vmsilo_nix.config.paths import format_path
+from vmsilo_nix.config.paths import OptionPaths
 from vmsilo_nix.config.values import normalise_bdf, sysfs_path
 from vmsilo_nix.plan import cid as cids
 from vmsilo_nix.plan import crosvm, daemons, network, overlay, sound, virtiofs
@@ -117,7 +117,7 @@ def plan(config: Config, artifacts: Artifacts | None = None, layout: Layout | No
 # --- JSON ------------------------------------------------------------------------------------
 
 
-def _args_json(args: Sequence[Arg], names: Sequence[str | None]) -> dict[str, Any]:
+def _args_json(args: Sequence[Arg], paths: OptionPaths) -> dict[str, Any]:
     # Tuples are kept as they are (json writes them as arrays): a 1000-VM plan has some 65,000
     # of these entries, and copying each into a list is a tenth of the whole document's cost.
     return {
@@ -125,7 +125,7 @@ def _args_json(args: Sequence[Arg], names: Sequence[str | None]) -> dict[str, An
         "args": [
             {
                 "words": a.words,
-                "options": [format_path(s, names) for s in a.sources] if a.sources else [],
+                "options": [paths(s) for s in a.sources] if a.sources else [],
                 "note": a.note,
             }
             for a in args
@@ -133,16 +133,18 @@ def _args_json(args: Sequence[Arg], names: Sequence[str | None]) -> dict[str, An
     }
 
 
-def vm_json(p: VmPlan, names: Sequence[str | None]) -> dict[str, Any]:
+def vm_json(p: VmPlan, paths: OptionPaths) -> dict[str, Any]:
+    """One VM's part of ``to_json``; ``paths`` renders option paths (``OptionPaths(p.vm_names)``
+    of the whole plan)."""
     return {
-        "crosvm": _args_json(p.crosvm, names),
+        "crosvm": _args_json(p.crosvm, paths),
         "virtiofsd": [
             {
                 "tag": s.tag,
                 "socket": s.socket,
                 "sharedDir": s.shared_dir,
                 "readonly": s.readonly,
-                **_args_json(s.argv, names),
+                **_args_json(s.argv, paths),
             }
             for s in p.virtiofsd
         ],
@@ -173,7 +175,7 @@ def vm_json(p: VmPlan, names: Sequence[str | None]) -> dict[str, Any]:
         else {
             "socket": p.sound.socket,
             "capture": p.sound.capture,
-            **_args_json(p.sound.argv, names),
+            **_args_json(p.sound.argv, paths),
         },
         "wayland": None
         if p.wayland is None
@@ -204,12 +206,12 @@ def needed_by(p: Plan, wanted: Sequence[str]) -> set[str]:
 
 
 def to_json(p: Plan, only: Sequence[str] | None = None) -> dict[str, Any]:
-    names = p.vm_names
+    paths = OptionPaths(p.vm_names)
     wanted = [n for n in p.vms if only is None or n in only]
     started = needed_by(p, wanted)
     nat = p.nat
     return {
-        "vms": {n: vm_json(p.vms[n], names) for n in wanted},
+        "vms": {n: vm_json(p.vms[n], paths) for n in wanted},
         "startOrder": [n for n in p.start_order if n in started],
         "nat": None
         if nat is None
@@ -219,6 +221,6 @@ def to_json(p: Plan, only: Sequence[str] | None = None) -> dict[str, Any]:
             "networks": list(nat.networks),
         },
         "isolatedPciDevices": [{"bdf": b, "sysfs": sysfs_path(b)} for b in p.isolated_pci_devices],
-        "balloond": _args_json(p.balloond, names),
-        "tray": _args_json(p.tray, names),
+        "balloond": _args_json(p.balloond, paths),
+        "tray": _args_json(p.tray, paths),
     }
