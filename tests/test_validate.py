@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vmsilo_nix import ConfigError, load, parse_source, structure, validate
 from vmsilo_nix.config import rules
@@ -684,6 +686,12 @@ def test_kernel_params_vmsilo_sets_are_reserved(param: str) -> None:
 @pytest.mark.parametrize("param", ["quiet", "initcall_debug", "vmsilox=1", 'x="init=1"'])
 def test_kernel_params_that_only_look_reserved(param: str) -> None:
     assert check(vms({"name": "a", "kernelParams": [param]})) == []
+
+
+@given(st.text(alphabet=st.sampled_from(" =.ab-_/init"), max_size=30))
+def test_kernel_param_names_without_quotes_take_the_short_way(text: str) -> None:
+    """Words without double quotes are split directly; the names are the quoting reader's."""
+    assert rules._param_names(text) == rules._quoted_param_names(text)
 
 
 @pytest.mark.parametrize(

@@ -734,6 +734,12 @@ def kernel(c: Config) -> Iterator[Finding]:
 def _param_names(value: str) -> list[str]:
     """The parameter names in one kernelParams value (it may hold several, space-separated;
     a double-quoted part belongs to its word)."""
+    if '"' not in value:  # nearly always: plain words
+        return [split_assignment(word)[0] for word in value.split(" ") if word]
+    return _quoted_param_names(value)
+
+
+def _quoted_param_names(value: str) -> list[str]:
     names, word, quoted = [], "", False
     for ch in value + " ":
         if ch == '"':

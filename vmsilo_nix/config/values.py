@@ -573,6 +573,9 @@ def nix_name_rules() -> dict[str, dict[str, object]]:
 KERNEL_CMDLINE_MAX: Final = 2047
 
 
+_NOT_PRINTABLE_ASCII: Final = re.compile(r"[^ -~]")
+
+
 def check_kernel_param(text: str) -> None:
     """Check one kernel command-line parameter, e.g. "console=hvc0" or 'foo="a b"'.
 
@@ -586,7 +589,7 @@ def check_kernel_param(text: str) -> None:
         raise ValueError(
             f"kernel parameter {_show(text)} starts with '-', which crosvm reads as a flag"
         )
-    bad = sorted({c for c in text if not (" " <= c <= "~")})
+    bad = sorted(set(_NOT_PRINTABLE_ASCII.findall(text)))
     if bad:
         shown = ", ".join(repr(c) for c in bad[:5])
         raise ValueError(
