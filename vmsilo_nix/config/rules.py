@@ -72,11 +72,16 @@ def where(c: Config, path: tuple[Segment, ...]) -> str:
     return format_path(path, [vm.name for vm in c.nixos_vms])
 
 
-def _check(path: tuple[Segment, ...], fn: Callable[[Any], object], value: Any) -> Iterator[Finding]:
+def _check(
+    path: tuple[Segment, ...], fn: Callable[[Any], object], value: Any
+) -> tuple[Finding, ...]:
+    """``fn``'s complaint about ``value`` at ``path``, if any (a tuple, not a generator: this
+    runs for every checked value, and nearly all are fine)."""
     try:
         fn(value)
     except ValueError as e:
-        yield path, str(e)
+        return ((path, str(e)),)
+    return ()
 
 
 # --- names -----------------------------------------------------------------------------------
