@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import NamedTuple
 
 from vmsilo_nix.config.paths import Segment, format_path
@@ -54,7 +56,11 @@ _new_arg = tuple.__new__
 
 
 def flatten(args: Iterable[Arg]) -> list[str]:
-    return [w for a in args for w in a.words]
+    # C all the way (itemgetter(0) is ``words``): this runs for every command of every VM.
+    return list(chain.from_iterable(map(_WORDS, args)))
+
+
+_WORDS = itemgetter(0)
 
 
 # --- crosvm key=value values (serde_keyvalue) ------------------------------------------------
