@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from vmsilo_nix import ConfigError, structure, unstructure
 from vmsilo_nix.config.model import Config, SharedDirectory
-from vmsilo_nix.config.paths import OptionPaths, format_path
+from vmsilo_nix.config.paths import OptionPaths, format_path, vm_option_path
 
 from .conftest import minimal
 
@@ -267,3 +267,6 @@ def test_option_paths_render_as_format_path(names: list[str | None], path: list[
     VM names (missing, unprintable, out of range) and quoting included."""
     assert OptionPaths(names)(tuple(path)) == format_path(path, names)
     assert OptionPaths(names, root="")(tuple(path)) == format_path(path, names, root="")
+    if len(path) >= 2 and path[0] == "nixosVms" and 0 <= path[1] < len(names):
+        i = path[1]
+        assert vm_option_path(i, names[i], path[2:]) == format_path(path, names)

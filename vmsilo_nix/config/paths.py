@@ -24,9 +24,17 @@ def format_path(
     if len(segs) >= 2 and segs[0] == "nixosVms" and isinstance(segs[1], int):
         i = segs[1]
         name = vm_names[i] if 0 <= i < len(vm_names) else None
-        return _vm_head(root, i, name) + _tail(segs[2:])
+        return vm_option_path(i, name, segs[2:], root)
     text = _tail(segs)
     return root + text if root else text.removeprefix(".")
+
+
+def vm_option_path(
+    index: int, name: str | None, rest: Sequence[Segment] = (), root: str = ROOT
+) -> str:
+    """``format_path(("nixosVms", index, *rest), names)`` for one VM whose name is known,
+    without a list of every VM's name."""
+    return _vm_head(root, index, name) + _tail(tuple(rest))
 
 
 class OptionPaths:
