@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from vmsilo_nix.cli import app as cli
 from vmsilo_nix.cli.app import print_json
 from vmsilo_nix.config import options as options_render
 from vmsilo_nix.nixeval import nix
@@ -601,3 +602,40 @@ def test_json_output_keeps_what_orjson_refuses(monkeypatch: pytest.MonkeyPatch) 
     print_json({"line": "bad \udcff byte", "big": 2**70})
     assert out.getvalue() == '{"line": "bad \\udcff byte", "big": 1180591620717411303424}\n'
     assert json.loads(out.getvalue())["big"] == 2**70
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "--json", "--file", "x.json", "work"],
+        ["--debug", "--option", "substituters", "", "check", "--strict", "--file", "a.nix"],
+        ["--opt", "check", "plan", "show", "--file", "x.json", "work"],  # abbreviated, a value
+        ["build", "--dry-run", "--flake", ".#host", "--option", "a", "b"],
+        ["status", "--json"],
+        ["bogus"],
+        ["--option", "a"],
+        ["check", "--bogus"],
+        ["plan"],
+        [],
+    ],
+)
+def test_the_parser_for_one_command_parses_as_the_whole_one(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """build_parser(argv) makes only the parser of the command argv runs; what it makes of
+    argv (or the usage error it prints) is the whole parser's."""
+
+    def parse(parser: Any) -> tuple[Any, str]:
+        try:
+            return vars(parser.parse_args(argv)), ""
+        except SystemExit as e:
+            return e.code, capsys.readouterr().err
+
+    assert parse(cli.build_parser(argv)) == parse(cli.build_parser())
+
+
+def test_the_parser_for_one_command_makes_only_that_one() -> None:
+    sub = next(a for a in cli.build_parser(["plan"])._actions if a.dest == "command")
+    assert list(sub.choices or ()) == ["plan"]
+    everything = next(a for a in cli.build_parser(["--help"])._actions if a.dest == "command")
+    assert list(everything.choices or ()) == list(cli.COMMANDS)

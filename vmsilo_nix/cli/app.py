@@ -17,11 +17,12 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TextIO, cast
 
+import attrs
 import orjson
 
 from vmsilo_nix import __version__, facts, pipeline, process
@@ -157,9 +158,114 @@ def _delegate(command: str) -> ModuleType:
     return importlib.import_module(DELEGATED[command])
 
 
+def _global_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="on Nix errors show the whole trace and command line",
+    )
+    p.add_argument(
+        "--option",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="pass a Nix setting to every nix call (for example: --option substituters '')",
+    )
+
+
+def _check_command(p: argparse.ArgumentParser) -> None:
+    _source_args(p)
+    _json_arg(p)
+    p.add_argument(
+        "--strict", action="store_true", help="refuse warnings too (exit 1), not only errors"
+    )
+
+
+def _eval_command(p: argparse.ArgumentParser) -> None:
+    _source_args(p)
+
+
+def _plan_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
+    _source_args(p)
+    _artifacts_arg(p)
+    _json_arg(p)
+
+
+def _show_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument("vm", metavar="VM")
+    _source_args(p)
+    _artifacts_arg(p)
+    _json_arg(p)
+
+
+def _generate_command(p: argparse.ArgumentParser) -> None:
+    _source_args(p)
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="the tree's directory")
+    _artifacts_arg(p)
+    p.add_argument(
+        "--build",
+        action="store_true",
+        help="first build every VM (as `vmsilo build`) and use what it built",
+    )
+    _build_args(p)
+    _json_arg(p)
+
+
+def _build_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
+    _host_args(p)
+    _build_args(p)
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="evaluate and list what would be built; build nothing, write nothing",
+    )
+    _json_arg(p)
+
+
+def _status_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
+    p.add_argument(
+        "--flake",
+        metavar="REF#HOST",
+        help="also compare with this flake's configuration (finds stale VMs)",
+    )
+    p.add_argument(
+        "--tree",
+        metavar="DIR",
+        help="the installed package tree (default: the one vm-status on PATH belongs to)",
+    )
+    _json_arg(p)
+
+
+def _options_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=sorted(options_render.RENDERERS), default="nix")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
+
+
+def _facts_command(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
+
+
+@attrs.frozen
+class _Command:
+    help: str
+    description: str
+    add: Callable[[argparse.ArgumentParser], None]  # the command's own arguments
+    run: Callable[[argparse.Namespace, Console, Console], int]
+
+
+def _delegated(command: str) -> Callable[[argparse.ArgumentParser], None]:
+    return lambda p: _delegate(command).add_arguments(p)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The whole command line; given ``argv``, only the delegated commands it names get their
-    arguments (any word of argv counts, so a real use of one is never missed)."""
+    """The whole command line. Given ``argv`` that names a command, only that command's parser
+    is made (argparse spends a fraction of a millisecond on each); the delegated commands get
+    their arguments only when ``argv`` names them (any word counts, so a real use of one is
+    never missed)."""
     parser = argparse.ArgumentParser(
         prog="vmsilo",
         description="Check, inspect and generate vmsilo VM configurations.",
@@ -169,164 +275,42 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "stopped by SIGTERM or SIGHUP.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="on Nix errors show the whole trace and command line",
-    )
-    parser.add_argument(
-        "--option",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="pass a Nix setting to every nix call (for example: --option substituters '')",
-    )
+    _global_args(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    check = sub.add_parser(
-        "check",
-        help="validate a configuration; every problem is reported",
-        description="Validate a configuration. Exit 0 when valid, 1 with every problem listed.",
-    )
-    _source_args(check)
-    _json_arg(check)
-    check.add_argument(
-        "--strict", action="store_true", help="refuse warnings too (exit 1), not only errors"
-    )
-
-    ev = sub.add_parser(
-        "eval",
-        help="print the normalised configuration as JSON",
-        description="Print the configuration with every default filled in, as the NixOS module "
-        "system prints config.programs.vmsilo (without _internal, package and guestConfig).",
-    )
-    _source_args(ev)
-
-    plan_p = sub.add_parser(
-        "plan",
-        help="what running the VMs takes: crosvm, virtiofsd, TAPs, overlays, order",
-        description="Plan every VM (or the named ones) from the configuration. Nothing is run.",
-    )
-    plan_p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
-    _source_args(plan_p)
-    _artifacts_arg(plan_p)
-    _json_arg(plan_p)
-
-    show = sub.add_parser(
-        "show",
-        help="one VM's plan for people, each flag with the option that produced it",
-        description="Show one VM's plan: the crosvm command one flag a line with the option "
-        "path beside it, each virtiofsd, networking, overlay and sound.",
-    )
-    show.add_argument("vm", metavar="VM")
-    _source_args(show)
-    _artifacts_arg(show)
-    _json_arg(show)
-
-    gen = sub.add_parser(
-        "generate",
-        help="write the package tree: launchers, vm-* commands, desktop files, completion",
-        description="Write the package tree the NixOS module installs as programs.vmsilo.package. "
-        "The tree is swapped in whole, so a failure leaves the previous one intact; an "
-        "unchanged configuration writes nothing. An existing DIR is replaced only when it is "
-        "empty or holds a vmsilo manifest; runs on the same DIR take turns.",
-    )
-    _source_args(gen)
-    gen.add_argument("--out", "-o", required=True, metavar="DIR", help="the tree's directory")
-    _artifacts_arg(gen)
-    gen.add_argument(
-        "--build",
-        action="store_true",
-        help="first build every VM (as `vmsilo build`) and use what it built",
-    )
-    _build_args(gen)
-    _json_arg(gen)
-
-    build_p = sub.add_parser(
-        "build",
-        help="build the VMs' kernels, initrds, root images and systems with nix build",
-        description="Evaluate the distinct guest systems of the VMs (with nix-eval-jobs when "
-        "it is installed, else one nix eval), build them with one nix build, and write the "
-        "artifacts file `vmsilo generate --artifacts` reads. Remote builders, --max-jobs and "
-        "substituters are Nix's own: pass them with --option (for example --option builders "
-        "'ssh://big x86_64-linux').",
-    )
-    build_p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
-    _host_args(build_p)
-    _build_args(build_p)
-    build_p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="evaluate and list what would be built; build nothing, write nothing",
-    )
-    _json_arg(build_p)
-
-    status_p = sub.add_parser(
-        "status",
-        help="which VMs are built, running, current, outdated or stale",
-        description="For each VM of the installed package tree: not built, built, running "
-        "current, running outdated (it runs an older configuration than the installed one), "
-        "running stale (with --flake: the flake on disk gives a different system than the "
-        "installed one), or failed (its unit failed; the last journal line is shown).",
-    )
-    status_p.add_argument("vms", nargs="*", metavar="VM", help="only these VMs (default: all)")
-    status_p.add_argument(
-        "--flake",
-        metavar="REF#HOST",
-        help="also compare with this flake's configuration (finds stale VMs)",
-    )
-    status_p.add_argument(
-        "--tree",
-        metavar="DIR",
-        help="the installed package tree (default: the one vm-status on PATH belongs to)",
-    )
-    _json_arg(status_p)
-
-    wayland = sub.add_parser(
-        "wayland-context",
-        help="serve a VM's Wayland socket under its security context (run by proxy scripts)",
-        description="Create a listening socket, register it with the compositor through "
-        "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
-    )
-    _delegated_args(wayland, "wayland-context", argv)
-
-    chan = sub.add_parser(
-        "channel",
-        help="run commands in a VM (vm-run, vm-shell), or serve them inside a guest",
-        description="The host-guest command channel over vsock: `run` and `shell` on the host, "
-        "`agent` in the guest.",
-    )
-    _delegated_args(chan, "channel", argv)
-
-    setup = sub.add_parser(
-        "guest-setup",
-        help="inside a guest at boot: network files, hostname and shares from the VM identity",
-        description="Read the VM's identity from the kernel command line, write its "
-        "systemd-networkd files, set the hostname and mount its virtiofs shares.",
-    )
-    _delegated_args(setup, "guest-setup", argv)
-
-    opts = sub.add_parser(
-        "options",
-        help="print the option schema (NixOS module, JSON Schema or Markdown)",
-        description="Render the option schema from the Python model.",
-    )
-    opts.add_argument("--format", choices=sorted(options_render.RENDERERS), default="nix")
-    opts.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
-    facts_p = sub.add_parser(
-        "facts",
-        help="print the engine facts the Nix modules read (nix/facts.json)",
-        description="The version, engine name, paths, vsock port and kernel parameter names "
-        "that the engine and the Nix modules must agree on, as JSON.",
-    )
-    facts_p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
+    named = None if argv is None else _command_of(argv)
+    for name, command in COMMANDS.items():
+        if named is not None and name != named:
+            continue
+        p = sub.add_parser(name, help=command.help, description=command.description)
+        if name not in DELEGATED or argv is None or name in argv:
+            command.add(p)
     return parser
 
 
-def _delegated_args(p: argparse.ArgumentParser, command: str, argv: Sequence[str] | None) -> None:
-    if argv is None or command in argv:
-        _delegate(command).add_arguments(p)
+class _Unsure(Exception):
+    pass
+
+
+class _CommandFinder(argparse.ArgumentParser):
+    """The global options alone, to find which command ``argv`` runs; never prints or exits."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Unsure(message)
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, read with the same global options as the real parser; None
+    when it names none or an unknown one (then every command's parser is made, for the help
+    listing and the "invalid choice" message)."""
+    finder = _CommandFinder(add_help=False, exit_on_error=False)
+    _global_args(finder)
+    finder.add_argument("command", nargs="?")
+    try:
+        known, _ = finder.parse_known_args(list(argv))
+    except (_Unsure, argparse.ArgumentError):
+        return None
+    command = known.command
+    return command if isinstance(command, str) and command in COMMANDS else None
 
 
 def _nix_options(args: argparse.Namespace) -> nix.NixOptions:
@@ -797,19 +781,96 @@ BATCH = frozenset(
     {"check", "eval", "plan", "show", "generate", "build", "status", "options", "facts"}
 )
 
-COMMANDS = {
-    "build": cmd_build,
-    "status": cmd_status,
-    "generate": cmd_generate,
-    "guest-setup": cmd_guest_setup,
-    "channel": cmd_channel,
-    "wayland-context": cmd_wayland_context,
-    "check": cmd_check,
-    "eval": cmd_eval,
-    "plan": cmd_plan,
-    "show": cmd_show,
-    "options": cmd_options,
-    "facts": cmd_facts,
+#: Every command, in the order `vmsilo --help` lists them.
+COMMANDS: dict[str, _Command] = {
+    "check": _Command(
+        help="validate a configuration; every problem is reported",
+        description="Validate a configuration. Exit 0 when valid, 1 with every problem listed.",
+        add=_check_command,
+        run=cmd_check,
+    ),
+    "eval": _Command(
+        help="print the normalised configuration as JSON",
+        description="Print the configuration with every default filled in, as the NixOS module "
+        "system prints config.programs.vmsilo (without _internal, package and guestConfig).",
+        add=_eval_command,
+        run=cmd_eval,
+    ),
+    "plan": _Command(
+        help="what running the VMs takes: crosvm, virtiofsd, TAPs, overlays, order",
+        description="Plan every VM (or the named ones) from the configuration. Nothing is run.",
+        add=_plan_command,
+        run=cmd_plan,
+    ),
+    "show": _Command(
+        help="one VM's plan for people, each flag with the option that produced it",
+        description="Show one VM's plan: the crosvm command one flag a line with the option "
+        "path beside it, each virtiofsd, networking, overlay and sound.",
+        add=_show_command,
+        run=cmd_show,
+    ),
+    "generate": _Command(
+        help="write the package tree: launchers, vm-* commands, desktop files, completion",
+        description="Write the package tree the NixOS module installs as programs.vmsilo.package. "
+        "The tree is swapped in whole, so a failure leaves the previous one intact; an "
+        "unchanged configuration writes nothing. An existing DIR is replaced only when it is "
+        "empty or holds a vmsilo manifest; runs on the same DIR take turns.",
+        add=_generate_command,
+        run=cmd_generate,
+    ),
+    "build": _Command(
+        help="build the VMs' kernels, initrds, root images and systems with nix build",
+        description="Evaluate the distinct guest systems of the VMs (with nix-eval-jobs when "
+        "it is installed, else one nix eval), build them with one nix build, and write the "
+        "artifacts file `vmsilo generate --artifacts` reads. Remote builders, --max-jobs and "
+        "substituters are Nix's own: pass them with --option (for example --option builders "
+        "'ssh://big x86_64-linux').",
+        add=_build_command,
+        run=cmd_build,
+    ),
+    "status": _Command(
+        help="which VMs are built, running, current, outdated or stale",
+        description="For each VM of the installed package tree: not built, built, running "
+        "current, running outdated (it runs an older configuration than the installed one), "
+        "running stale (with --flake: the flake on disk gives a different system than the "
+        "installed one), or failed (its unit failed; the last journal line is shown).",
+        add=_status_command,
+        run=cmd_status,
+    ),
+    "wayland-context": _Command(
+        help="serve a VM's Wayland socket under its security context (run by proxy scripts)",
+        description="Create a listening socket, register it with the compositor through "
+        "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
+        add=_delegated("wayland-context"),
+        run=cmd_wayland_context,
+    ),
+    "channel": _Command(
+        help="run commands in a VM (vm-run, vm-shell), or serve them inside a guest",
+        description="The host-guest command channel over vsock: `run` and `shell` on the host, "
+        "`agent` in the guest.",
+        add=_delegated("channel"),
+        run=cmd_channel,
+    ),
+    "guest-setup": _Command(
+        help="inside a guest at boot: network files, hostname and shares from the VM identity",
+        description="Read the VM's identity from the kernel command line, write its "
+        "systemd-networkd files, set the hostname and mount its virtiofs shares.",
+        add=_delegated("guest-setup"),
+        run=cmd_guest_setup,
+    ),
+    "options": _Command(
+        help="print the option schema (NixOS module, JSON Schema or Markdown)",
+        description="Render the option schema from the Python model.",
+        add=_options_command,
+        run=cmd_options,
+    ),
+    "facts": _Command(
+        help="print the engine facts the Nix modules read (nix/facts.json)",
+        description="The version, engine name, paths, vsock port and kernel parameter names "
+        "that the engine and the Nix modules must agree on, as JSON.",
+        add=_facts_command,
+        run=cmd_facts,
+    ),
 }
 
 
@@ -946,7 +1007,7 @@ def _consoles() -> tuple[Console, Console]:
 def _dispatch(args: argparse.Namespace) -> int:
     out, err = _consoles()
     try:
-        return COMMANDS[args.command](args, out, err)
+        return COMMANDS[args.command].run(args, out, err)
     except ConfigError as e:
         _print_problems(e, err)
         return EXIT_INVALID
