@@ -7,6 +7,9 @@ This is the architecture of docs/development.md as a test: moving an import agai
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,21 @@ def test_the_test_sees_an_import_against_the_flow(tmp_path: Path) -> None:
     bad = tmp_path / "rule.py"
     bad.write_text("from vmsilo_nix.plan.kernel import command_line_length\n")
     assert imported_rooms(bad) - ALLOWED["config"] == {"plan"}
+
+
+def test_the_library_api_is_importable_lazily() -> None:
+    """Every public name is where __init__ says, is the object of its room (the planner, not
+    its subpackage, for `plan`), and `import vmsilo_nix` alone does not load the engine."""
+    import vmsilo_nix  # noqa: PLC0415
+
+    for name in vmsilo_nix.__all__:
+        if name == "__version__":
+            continue
+        home = importlib.import_module(vmsilo_nix._HOME[name])
+        assert getattr(vmsilo_nix, name) is getattr(home, name), name
+    assert callable(vmsilo_nix.plan)
+    probe = (
+        "import sys, vmsilo_nix; print(sorted(m for m in ('attrs', 'cattrs') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
