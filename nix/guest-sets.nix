@@ -73,5 +73,9 @@ in
   );
   # key -> the VMs sharing one NixOS evaluation; key -> the VMs sharing one program image
   systemSets = names systemGroups;
+  # key -> "base" (the one system of VMs without guestConfig) or "guest-system" (a VM's own)
+  systemKinds = lib.mapAttrs (
+    _: members: if own (builtins.head members) then "guest-system" else "base"
+  ) systemGroups;
   imageSets = names imageGroups;
 }

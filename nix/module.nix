@@ -97,6 +97,8 @@ let
       inherit guestSystems configJson artifactsJson artifacts;
       # key -> the VMs sharing that guest system (one NixOS evaluation each)
       guestSoftwareSets = guestSets.systemSets;
+      # key -> "base" or "guest-system" (a VM with guestConfig): what `vmsilo build` shows
+      guestSystemKinds = guestSets.systemKinds;
       # VM name -> its program image; key -> the VMs sharing an image
       programImages = guestSets.images;
       programImageSets = guestSets.imageSets;

@@ -1,9 +1,11 @@
 """The artifacts file `vmsilo build` writes and `vmsilo generate --artifacts` reads.
 
-Its shape is ``config.artifacts.Artifacts``: ``{"packages": {...}, "vms": {vm: {kernel,
-initrd, rootImage, toplevel}}}``. Only VMs whose every part was built are written; entries of
-an existing file for VMs this build did not touch are kept (building one VM does not make the
-others unbuilt). The CLI replaces the file whole (``write_atomically``: a temporary
+Its shape is ``config.artifacts.Artifacts``: ``{"packages": {program: store path}, "vms":
+{vm: {kernel, initrd, rootImage, toplevel, programImage, programs}}}`` (the last two for VMs
+with guestPrograms), the same document nix/module.nix gives the launchers inside the NixOS
+build. Only VMs whose every unit was built are written, and the packages that were built;
+entries of an existing file that this build did not touch are kept (building one VM does not
+make the others unbuilt). The CLI replaces the file whole (``write_atomically``: a temporary
 sibling, then a rename), so a reader never sees half of it.
 """
 
@@ -14,23 +16,31 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vmsilo_nix.build.planner import PARTS, VmTargets
-from vmsilo_nix.config.artifacts import load_artifacts
+from vmsilo_nix.build.planner import IMAGE_PARTS, PARTS, VmTargets
+from vmsilo_nix.config.artifacts import PROGRAMS, load_artifacts
 from vmsilo_nix.errors import ConfigError, VmsiloError
 
 
 def vm_entry(targets: VmTargets) -> dict[str, str]:
-    return {part: targets.targets[part].path for part in PARTS}
+    t = targets.targets
+    return {part: t[part].path for part in (*PARTS, *IMAGE_PARTS) if part in t}
 
 
-def merge(existing: Mapping[str, Any] | None, built: Mapping[str, VmTargets]) -> dict[str, Any]:
-    """The new artifacts document: ``existing`` with the built VMs' entries replaced."""
+def merge(
+    existing: Mapping[str, Any] | None,
+    built: Mapping[str, VmTargets],
+    packages: Mapping[str, str] = {},
+) -> dict[str, Any]:
+    """The new artifacts document: ``existing`` with the built VMs' entries and packages
+    replaced. Packages the launchers do not run are left out (a reader would refuse them)."""
     doc: dict[str, Any] = {"packages": {}, "vms": {}}
     if existing is not None:
         doc["packages"] = dict(existing.get("packages", {}))
         doc["vms"] = dict(existing.get("vms", {}))
+    doc["packages"].update({n: p for n, p in packages.items() if n in PROGRAMS})
     for name, targets in built.items():
         doc["vms"][name] = vm_entry(targets)
+    doc["packages"] = dict(sorted(doc["packages"].items()))
     doc["vms"] = dict(sorted(doc["vms"].items()))
     return doc
 
@@ -55,9 +65,18 @@ def read_existing(path: Path) -> dict[str, Any] | None:
     return raw
 
 
-def updated(path: Path, built: Mapping[str, VmTargets]) -> dict[str, Any]:
-    """The document to write at ``path``: what is there, with the built VMs' entries."""
-    return merge(read_existing(path), built)
+def updated(
+    path: Path, built: Mapping[str, VmTargets], packages: Mapping[str, str] = {}
+) -> dict[str, Any]:
+    """The document to write at ``path``: what is there, with what was built."""
+    return merge(read_existing(path), built, packages)
+
+
+def store_paths(doc: Mapping[str, Any]) -> set[str]:
+    """The store paths (``/nix/store/<name>``) the document names: what must stay alive."""
+    paths = [*doc.get("packages", {}).values()]
+    paths += [p for vm in doc.get("vms", {}).values() for p in vm.values()]
+    return {"/".join(p.split("/")[:4]) for p in paths if isinstance(p, str)}
 
 
 def text(doc: Mapping[str, Any]) -> str:

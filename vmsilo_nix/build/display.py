@@ -15,19 +15,18 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from vmsilo_nix.build.planner import BuildPlan
+from vmsilo_nix.build.planner import KIND_WORDS, KINDS, BuildPlan, Kind
 from vmsilo_nix.build.progress import Event, Progress, drv_name
 
 OnEvent = Callable[[Event | None, Progress], None]
 
 
-def _vms(plan: BuildPlan, drv: str) -> str:
-    """``" (banking, vault)"``: which VMs a derivation is for, if it is one of their parts."""
-    vms = plan.needed_by(drv)
-    if not vms:
+def _units(plan: BuildPlan, drv: str) -> str:
+    """``" (program image of banking, work)"``: which units a derivation is part of."""
+    units = plan.needed_by(drv)
+    if not units:
         return ""
-    shown = ", ".join(vms[:4]) + (f" and {len(vms) - 4} more" if len(vms) > 4 else "")
-    return f" ({shown})"
+    return f" ({'; '.join(u.describe() for u in units)})"
 
 
 def _where(machine: str) -> str:
@@ -50,26 +49,73 @@ def summary(progress: Progress) -> str:
     return text
 
 
+def _plural(kind: Kind, n: int) -> str:
+    words = KIND_WORDS[kind]
+    return f"{n} {words}{'' if n == 1 else 's'}"
+
+
+def plan_line(plan: BuildPlan) -> str:
+    """``4 VMs: 1 base system, 2 program images, 2 host packages``: what this build makes."""
+    kinds = ", ".join(_plural(k, n) for k in KINDS if (n := plan.count(k)))
+    vms = len(plan.vms)
+    return f"{vms} VM{'' if vms == 1 else 's'}: {kinds or 'nothing to build'}"
+
+
+def unit_state(progress: Progress, plan: BuildPlan, unit_id: str) -> str:
+    """``failed``, ``building``, ``built`` (each of its derivations built now) or ``waiting``
+    (still to build, or already in the store)."""
+    drvs = plan.units[unit_id].drv_paths
+    running = {b.drv for b in progress.running.values()}
+    if any(d in progress.failed for d in drvs):
+        return "failed"
+    if any(d in running for d in drvs):
+        return "building"
+    if drvs and all(d in progress.tails and d not in running for d in drvs):
+        return "built"
+    return "waiting"
+
+
+def units_line(progress: Progress, plan: BuildPlan) -> str:
+    """``base system: built; program images: 1 built, 1 building``."""
+    parts = []
+    for kind in KINDS:
+        states = [unit_state(progress, plan, i) for i, u in plan.units.items() if u.kind == kind]
+        if not states:
+            continue
+        if len(states) == 1:
+            parts.append(f"{KIND_WORDS[kind]}: {states[0]}")
+            continue
+        counts = ", ".join(
+            f"{n} {state}"
+            for state in ("built", "building", "failed", "waiting")
+            if (n := states.count(state))
+        )
+        parts.append(f"{KIND_WORDS[kind]}s: {counts}")
+    return "; ".join(parts)
+
+
 def render(progress: Progress, plan: BuildPlan) -> RenderableType:
-    """The live display: one summary line, then each running build with its last log line."""
+    """The live display: one summary line, the units' states, then each running build with its
+    last log line."""
     table = Table.grid(padding=(0, 1))
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True, overflow="ellipsis")
     for build in list(progress.running.values()):
         label = Text.assemble(
-            (drv_name(build.drv), "bold"), _vms(plan, build.drv), _where(build.machine)
+            (drv_name(build.drv), "bold"), _units(plan, build.drv), _where(build.machine)
         )
         table.add_row(label, Text(build.last_line, style="dim"))
     for path in list(progress.substituting.values()):
         table.add_row(Text.assemble("fetching ", (drv_name(path), "bold")), Text(""))
-    return Group(Spinner("dots", text=Text(summary(progress))), table)
+    units = [Text(units_line(progress, plan), style="dim")] if plan.units else []
+    return Group(Spinner("dots", text=Text(summary(progress))), *units, table)
 
 
 def plain_line(event: Event, plan: BuildPlan) -> Text | None:
     match event.kind:
         case "build":
             return Text(
-                f"building {drv_name(event.text)}{_vms(plan, event.text)}{_where(event.machine)}"
+                f"building {drv_name(event.text)}{_units(plan, event.text)}{_where(event.machine)}"
             )
         case "finished":
             return Text(f"finished {drv_name(event.text)}{_where(event.machine)}")
@@ -86,6 +132,7 @@ def show(console: Console, plan: BuildPlan, *, live: bool | None = None) -> Iter
     if live is None:
         live = console.is_terminal
     if not live:
+        console.print(Text(f"building for {plan_line(plan)}"))
 
         def plain(event: Event | None, progress: Progress) -> None:
             if event is not None and (line := plain_line(event, plan)) is not None:

@@ -1,11 +1,13 @@
 """`vmsilo build`: evaluate the VMs' guest systems, build them, report per VM.
 
-1. Evaluate ``REF#nixosConfigurations.HOST.config.programs.vmsilo.package.guestSystems``
+1. Evaluate the build units of ``REF#nixosConfigurations.HOST.config.programs.vmsilo.package``
    through ``exprs/builds.nix``: nix-eval-jobs when installed (parallel workers), else one
    ``nix eval``. Results are keyed by attribute path, never by order.
-2. Plan (``planner.py``): each VM's four targets; shared guest systems are built once.
+2. Plan (``planner.py``): the units (the base system, own guest systems, program images,
+   packages), each built once, and which VMs use each.
 3. Build: one ``nix build --keep-going`` of every derivation, its log shown as progress. A
-   failure does not stop the others; each failed VM names the derivation and its log's end.
+   failure does not stop the others; each failed unit names the derivation and its log's end,
+   and every VM that uses it fails with it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Literal
 
 import attrs
 
-from vmsilo_nix.build.planner import PARTS, BuildPlan, VmTargets
+from vmsilo_nix.build.planner import BuildPlan, Unit, VmTargets
 from vmsilo_nix.build.progress import Event, Progress
 from vmsilo_nix.config.paths import format_path
 from vmsilo_nix.errors import NixError, VmsiloError
@@ -105,7 +107,7 @@ def evaluate(
 def _explain(src: FlakeSource, err: NixError, opts: NixOptions) -> VmsiloError:
     """A missing attribute in the words of the configuration: which host, or which module."""
     text = str(err)
-    ours = (src.host, "vmsilo", "package", "guestSystems")
+    ours = (src.host, "vmsilo", "package", "guestSystems", "guestSoftwareSets")
     if "does not provide attribute" not in text and not any(
         f"attribute '{name}' missing" in text for name in ours
     ):
@@ -140,12 +142,38 @@ def vm_order(src: Host, opts: NixOptions = nix.DEFAULT_OPTIONS) -> list[str | No
     return [n if isinstance(n, str) else None for n in names] if isinstance(names, list) else []
 
 
-def guest_options(vm: str, order: Sequence[str | None]) -> str:
-    """``programs.vmsilo.nixosVms[1] (work).guestConfig``: where a guest system comes from."""
+def guest_options(vm: str, order: Sequence[str | None], option: str = "guestConfig") -> str:
+    """``programs.vmsilo.nixosVms[1] (work).guestConfig``: where a VM's unit comes from."""
     index = order.index(vm) if vm in order else None
     if index is None:
-        return f"the guest system of VM {vm!r}"
-    return format_path(["nixosVms", index, "guestConfig"], order)
+        return f"the {'programs' if option == 'guestPrograms' else 'guest system'} of VM {vm!r}"
+    return format_path(["nixosVms", index, option], order)
+
+
+def failing_option(targets: VmTargets) -> str:
+    """The VM's option that made its evaluation fail: guestPrograms for its program image."""
+    kinds = {f.attr_path[0] for f in targets.failures if f.attr_path}
+    return "guestPrograms" if kinds == {"program-image"} else "guestConfig"
+
+
+@attrs.frozen
+class UnitResult:
+    unit: Unit
+    status: Status
+    seconds: float = 0.0
+    #: Failed derivations this unit needs, each with the last lines of its log.
+    failed: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: A message when the unit failed without a failed build (evaluation, Nix itself).
+    error: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **self.unit.to_json(),
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "failed": [{"drvPath": d, "log": list(log)} for d, log in self.failed.items()],
+            "error": self.error or None,
+        }
 
 
 @attrs.frozen
@@ -163,10 +191,11 @@ class VmResult:
         t = self.targets.targets
         return {
             "status": self.status,
+            "units": list(self.targets.units),
             "system": t["toplevel"].out_path if "toplevel" in t else None,
             "platform": t["toplevel"].system if "toplevel" in t else None,
-            "drvPaths": {p: t[p].drv_path for p in PARTS if p in t},
-            "outPaths": {p: t[p].path for p in PARTS if p in t},
+            "drvPaths": {p: x.drv_path for p, x in t.items()},
+            "outPaths": {p: x.path for p, x in t.items()},
             "seconds": round(self.seconds, 3),
             "failed": [{"drvPath": d, "log": list(log)} for d, log in self.failed.items()],
             "error": self.error or None,
@@ -178,20 +207,64 @@ class BuildReport:
     results: Mapping[str, VmResult]
     progress: Progress
     seconds: float
+    units: Mapping[str, UnitResult] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:
-        return all(r.status != "failed" for r in self.results.values())
+        results: list[VmResult | UnitResult] = [*self.results.values(), *self.units.values()]
+        return all(r.status != "failed" for r in results)
 
     @property
     def succeeded(self) -> dict[str, VmTargets]:
         return {n: r.targets for n, r in self.results.items() if r.status != "failed"}
 
+    @property
+    def packages(self) -> dict[str, str]:
+        """The host packages built, by name: what the artifacts' ``packages`` holds."""
+        return {
+            r.unit.id.removeprefix("package-"): r.unit.targets["package"].path
+            for r in self.units.values()
+            if r.unit.kind == "package" and r.status != "failed"
+        }
 
-def eval_failure_message(targets: VmTargets) -> str:
-    """``rootImage: <Nix's message>`` for each part of the VM's guest system that failed."""
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "units": [r.to_json() for r in self.units.values()],
+            "vms": {n: r.to_json() for n, r in self.results.items()},
+        }
+
+
+def plan_json(plan: BuildPlan) -> dict[str, object]:
+    """``build --dry-run --json``: the units, each VM's planned targets, every derivation."""
+
+    def planned(ok: bool) -> str:
+        return "planned" if ok else "failed"
+
+    units = [
+        {**u.to_json(), "status": planned(u.ok), "error": eval_failure_message(u) or None}
+        for u in plan.units.values()
+    ]
+    records: dict[int, dict[str, object]] = {}
+    vms: dict[str, object] = {}
+    for name, t in plan.vms.items():
+        if id(t.targets) not in records:  # VMs sharing their units share one record
+            records[id(t.targets)] = {
+                "status": planned(t.ok),
+                "units": list(t.units),
+                "drvPaths": {p: x.drv_path for p, x in t.targets.items()},
+                "outPaths": {p: x.path for p, x in t.targets.items()},
+                "error": eval_failure_message(t) or None,
+            }
+        vms[name] = records[id(t.targets)]
+    return {"units": units, "vms": vms, "drvPaths": plan.drv_paths}
+
+
+def eval_failure_message(targets: VmTargets | Unit) -> str:
+    """``rootImage: <Nix's message>`` for each part that failed to evaluate."""
     return "; ".join(
-        f"{'.'.join(f.attr_path[1:2]) or 'its guest system'}: {f.error}" for f in targets.failures
+        f"{'.'.join(f.attr_path[3:4]) or 'its guest system'}: {f.error}" for f in targets.failures
     )
 
 
@@ -215,53 +288,63 @@ def build(
 
     outcome = nix.build(plan.drv_paths, on_log, opts=opts)
     seconds = clock() - start
-    results: dict[str, VmResult] = {}
-    failed_vms: list[VmTargets] = []
-    for name, targets in plan.vms.items():
-        if not targets.ok:
-            results[name] = VmResult(
-                name, targets, "failed", error=eval_failure_message(targets) or "not evaluated"
+    units: dict[str, UnitResult] = {}
+    for uid, unit in plan.units.items():
+        if not unit.ok:
+            units[uid] = UnitResult(
+                unit, "failed", error=eval_failure_message(unit) or "not evaluated"
             )
         elif outcome.built is None and not all(
-            os.path.exists(t.path) for t in targets.targets.values()
+            os.path.exists(t.path) for t in unit.targets.values()
         ):
-            failed_vms.append(targets)
+            units[uid] = _failed(unit, progress, outcome.error, opts)
         else:
-            results[name] = VmResult(
-                name,
-                targets,
-                _status(targets, progress),
-                seconds=max((finished_at.get(d, 0.0) for d in _keys(targets)), default=0.0),
+            units[uid] = UnitResult(
+                unit,
+                _status(unit, progress),
+                seconds=max((finished_at.get(d, 0.0) for d in _keys(unit)), default=0.0),
             )
-    for targets in failed_vms:
-        results[targets.vm] = _failed(targets, progress, outcome.error, opts)
-    return BuildReport({n: results[n] for n in plan.vms}, progress, seconds)
+    results = {name: _vm_result(targets, units) for name, targets in plan.vms.items()}
+    return BuildReport(results, progress, seconds, units)
 
 
-def _keys(targets: VmTargets) -> list[str]:
-    return [*targets.drv_paths, *(t.out_path for t in targets.targets.values())]
+def _vm_result(targets: VmTargets, units: Mapping[str, UnitResult]) -> VmResult:
+    """A VM is what its units are: failed if one failed, built if one was built."""
+    mine = [units[u] for u in targets.units if u in units]
+    if not targets.ok and not any(r.status == "failed" for r in mine):
+        error = eval_failure_message(targets) or "not evaluated"
+        return VmResult(targets.vm, targets, "failed", error=error)
+    failed = {d: log for r in mine for d, log in r.failed.items()}
+    errors = "; ".join(dict.fromkeys(r.error for r in mine if r.error))
+    statuses = {r.status for r in mine}
+    order: tuple[Status, ...] = ("failed", "built", "substituted")
+    status: Status = next((s for s in order if s in statuses), "present")
+    seconds = max((r.seconds for r in mine), default=0.0)
+    return VmResult(targets.vm, targets, status, seconds, failed, "" if failed else errors)
 
 
-def _status(targets: VmTargets, progress: Progress) -> Status:
-    if any(d in progress.tails for d in targets.drv_paths):
+def _keys(unit: Unit) -> list[str]:
+    return [*unit.drv_paths, *(t.out_path for t in unit.targets.values())]
+
+
+def _status(unit: Unit, progress: Progress) -> Status:
+    if any(d in progress.tails for d in unit.drv_paths):
         return "built"
-    if any(t.out_path in progress.substituted_paths for t in targets.targets.values()):
+    if any(t.out_path in progress.substituted_paths for t in unit.targets.values()):
         return "substituted"
     return "present"
 
 
-def _failed(
-    targets: VmTargets, progress: Progress, error: NixError | None, opts: NixOptions
-) -> VmResult:
-    """A VM Nix did not finish: the failed derivations it needs (itself or a dependency)."""
-    mine = set(targets.drv_paths)
+def _failed(unit: Unit, progress: Progress, error: NixError | None, opts: NixOptions) -> UnitResult:
+    """A unit Nix did not finish: the failed derivations it needs (itself or a dependency)."""
+    mine = set(unit.drv_paths)
     candidates = [d for d in progress.failed if d not in mine]
     needed = set(mine)
     if candidates:
         try:
-            needed |= nix.requisites(targets.drv_paths, opts=opts)
+            needed |= nix.requisites(unit.drv_paths, opts=opts)
         except NixError:
             needed |= set(candidates)  # cannot tell: name them all rather than none
     failed = {d: tuple(progress.tails.get(d, ())) for d in progress.failed if d in needed}
     message = "" if failed else (str(error) if error is not None else "nix build failed")
-    return VmResult(targets.vm, targets, "failed", failed=failed, error=message)
+    return UnitResult(unit, "failed", failed=failed, error=message)

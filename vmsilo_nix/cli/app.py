@@ -111,12 +111,25 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--artifacts-out",
-        "--out-link",
         dest="artifacts_out",
         metavar="FILE",
         default=None,
         help=f"where to write the artifacts JSON (default: {DEFAULT_ARTIFACTS}); entries of "
         "VMs not built this time are kept",
+    )
+    roots = group.add_mutually_exclusive_group()
+    roots.add_argument(
+        "--out-link",
+        metavar="DIR",
+        default=None,
+        help="the directory of GC roots (symlinks, as nix build --out-link makes) that keep "
+        "what was built from nix-collect-garbage (default: the artifacts file's name with "
+        ".gcroots for .json)",
+    )
+    roots.add_argument(
+        "--no-out-link",
+        action="store_true",
+        help="register no GC roots: the next garbage collection may delete what was built",
     )
     group.add_argument(
         "--workers",
@@ -553,22 +566,41 @@ def _check_vm_name(name: str, names: Sequence[str]) -> None:
 def _build(
     args: argparse.Namespace, err: Console, wanted: Sequence[str]
 ) -> tuple[build_run.BuildReport, dict[str, Any]]:
-    """Evaluate, build, write the artifacts file (also after a partial failure)."""
+    """Evaluate, build, root and write the artifacts file (also after a partial failure)."""
     from vmsilo_nix.build import artifacts as build_artifacts  # noqa: PLC0415
     from vmsilo_nix.build import display as build_display  # noqa: PLC0415
+    from vmsilo_nix.build import roots as build_roots  # noqa: PLC0415
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
 
     bplan = _build_plan(args, err, wanted)
+    opts = _nix_options(args)
     with build_display.show(err, bplan) as on_event:
-        report = build_run.build(bplan, opts=_nix_options(args), on_event=on_event)
+        report = build_run.build(bplan, opts=opts, on_event=on_event)
     target = Path(args.artifacts_out or DEFAULT_ARTIFACTS)
-    doc = build_artifacts.updated(target, report.succeeded)
+    doc = build_artifacts.updated(target, report.succeeded, report.packages)
+    built = [r.unit for r in report.units.values() if r.status != "failed"]
+    roots = None if args.no_out_link else _roots_dir(args)
+    made = [] if roots is None else build_roots.register(roots, built, opts)
     write_output(target, build_artifacts.text(doc))
+    if roots is not None:
+        build_roots.prune(roots, build_artifacts.store_paths(doc), made)
     failed = [r for r in report.results.values() if r.status == "failed"]
     order = _vm_order(args, [r.targets for r in failed])
     for result in failed:
         _print_build_failure(result, order, err)
+    for unit in report.units.values():
+        if unit.status == "failed" and not unit.unit.vms:  # a package: no VM to name
+            where = ", ".join(unit.failed) or unit.error
+            _error(err, f"the {unit.unit.describe()} {unit.unit.id} was not built: {where}")
     return report, doc
+
+
+def _roots_dir(args: argparse.Namespace) -> Path:
+    """``--out-link DIR``, or beside the artifacts file: ``vmsilo-artifacts.gcroots``."""
+    if args.out_link:
+        return Path(args.out_link)
+    artifacts = Path(args.artifacts_out or DEFAULT_ARTIFACTS)
+    return artifacts.with_name(artifacts.name.removesuffix(".json") + ".gcroots")
 
 
 def _vm_order(args: argparse.Namespace, failed: Sequence[VmTargets]) -> list[str | None]:
@@ -586,7 +618,8 @@ def _print_build_failure(
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
 
     if result.targets.failures:
-        where = build_run.guest_options(result.vm, order)
+        option = build_run.failing_option(result.targets)
+        where = build_run.guest_options(result.vm, order, option)
         _error(err, f"VM {result.vm} was not built: {where} does not evaluate: {result.error}")
         return
     if not result.failed:
@@ -604,72 +637,47 @@ def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     report, _ = _build(args, err, args.vms)
     target = args.artifacts_out or DEFAULT_ARTIFACTS
     if args.json:
-        print_json(
-            {
-                "ok": report.ok,
-                "artifacts": target,
-                "seconds": round(report.seconds, 3),
-                "vms": {n: r.to_json() for n, r in report.results.items()},
-            }
-        )
+        roots = None if args.no_out_link else str(_roots_dir(args))
+        print_json({"artifacts": target, "gcRoots": roots, **report.to_json()})
         return EXIT_OK if report.ok else EXIT_BUILD_FAILED
     for name, r in report.results.items():
         toplevel = r.targets.targets.get("toplevel")
         system = toplevel.out_path if toplevel else ""
         sys.stdout.write(f"{name}\t{r.status}\t{r.seconds:.1f}s\t{system}\n")
     ok = sum(1 for r in report.results.values() if r.status != "failed")
-    verdict = "" if report.ok else " (partial: some VMs failed)"
+    verdict = "" if report.ok else " (partial: some failed)"
     out.print(f"wrote {target}: {ok} of {len(report.results)} VMs built{verdict}")
     return EXIT_OK if report.ok else EXIT_BUILD_FAILED
 
 
 def _dry_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """What would be built: each VM's system derivation, or why it does not evaluate."""
+    """What would be built: each unit's derivations and the VMs using it, or why it does not
+    evaluate."""
+    from vmsilo_nix.build import display as build_display  # noqa: PLC0415
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
 
     bplan = _build_plan(args, err, args.vms)
     if args.json:
-        print_json({"vms": _planned_json(bplan), "drvPaths": bplan.drv_paths})
+        print_json(build_run.plan_json(bplan))
     else:
-        for name, t in bplan.vms.items():
+        for unit in bplan.units.values():
+            main = unit.targets.get("toplevel") or next(iter(unit.targets.values()), None)
             what = (
-                t.targets["toplevel"].drv_path
-                if t.ok
-                else f"does not evaluate: {build_run.eval_failure_message(t)}"
+                main.drv_path
+                if unit.ok and main is not None
+                else f"does not evaluate: {build_run.eval_failure_message(unit)}"
             )
-            sys.stdout.write(f"{name}\t{what}\n")
+            vms = ",".join(unit.vms) or "-"
+            sys.stdout.write(f"{unit.kind}\t{unit.id}\t{vms}\t{what}\n")
         out.print(
-            f"would build {len(bplan.drv_paths)} derivations for {len(bplan.vms)} VMs "
-            f"({len(bplan.systems)} distinct guest systems)"
+            f"would build {len(bplan.drv_paths)} derivations for {build_display.plan_line(bplan)}"
         )
     failed = [t for t in bplan.vms.values() if not t.ok]
     order = _vm_order(args, failed)
     for t in failed:
-        where = build_run.guest_options(t.vm, order)
+        where = build_run.guest_options(t.vm, order, build_run.failing_option(t))
         _error(err, f"VM {t.vm}: {where} does not evaluate: {build_run.eval_failure_message(t)}")
     return EXIT_BUILD_FAILED if failed else EXIT_OK
-
-
-def _planned_json(bplan: BuildPlan) -> dict[str, object]:
-    """Each VM's planned targets; VMs sharing a system share one record (made once)."""
-    from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
-
-    records: dict[int, dict[str, object]] = {}
-
-    def record(t: VmTargets) -> dict[str, object]:
-        return {
-            "status": "planned" if t.ok else "failed",
-            "drvPaths": {p: x.drv_path for p, x in t.targets.items()},
-            "outPaths": {p: x.path for p, x in t.targets.items()},
-            "error": build_run.eval_failure_message(t) or None,
-        }
-
-    vms: dict[str, object] = {}
-    for name, t in bplan.vms.items():
-        if id(t.targets) not in records:
-            records[id(t.targets)] = record(t)
-        vms[name] = records[id(t.targets)]
-    return vms
 
 
 def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:

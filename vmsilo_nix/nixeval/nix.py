@@ -497,11 +497,16 @@ def _plain_log(lines: Iterable[str]) -> str:
     return "\n".join(out)
 
 
+def nix_store(opts: NixOptions = DEFAULT_OPTIONS) -> str:
+    """The ``nix-store`` of the ``nix`` in use: installed beside it (a legacy command every
+    Nix and Lix still ships), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(opts.program), "nix-store")
+    return beside if os.path.dirname(opts.program) and os.path.exists(beside) else "nix-store"
+
+
 def requisites_argv(paths: Sequence[str], *, opts: NixOptions = DEFAULT_OPTIONS) -> list[str]:
     """``nix-store --query --requisites PATH...``: every derivation a derivation needs."""
-    # nix-store is installed beside nix (a legacy command every Nix and Lix still ships).
-    program = os.path.join(os.path.dirname(opts.program), "nix-store")
-    return [program, "--query", "--requisites", *paths]
+    return [nix_store(opts), "--query", "--requisites", *paths]
 
 
 def requisites(paths: Sequence[str], *, opts: NixOptions = DEFAULT_OPTIONS) -> set[str]:
