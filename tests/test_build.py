@@ -24,7 +24,7 @@ from rich.console import Console
 from tests.conftest import OFFLINE, Result, install_program, needs_nix
 from vmsilo_nix.build import display, planner
 from vmsilo_nix.build.progress import Counts, Event, Progress
-from vmsilo_nix.nixeval.nix import strip_ansi
+from vmsilo_nix.nixeval.nix import Drv, strip_ansi
 
 FIXTURE = Path(__file__).parent / "fixtures" / "build-flake"
 LOGS = Path(__file__).parent / "fixtures" / "nix-logs"
@@ -137,7 +137,7 @@ class Flake:
 @pytest.fixture
 def flake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flake:
     monkeypatch.chdir(tmp_path)
-    return Flake(tmp_path, {"banking": "base", "work": "office", "vault": "base", "net": "base"})
+    return Flake(tmp_path, {"banking": "browser", "work": "office", "vault": "", "net": "browser"})
 
 
 def artifacts(path: Path = Path("vmsilo-artifacts.json")) -> dict[str, Any]:
@@ -145,36 +145,90 @@ def artifacts(path: Path = Path("vmsilo-artifacts.json")) -> dict[str, Any]:
     return data
 
 
+SYSTEM = ["initrd", "kernel", "rootImage", "toplevel"]
+IMAGE = ["programImage", "programs"]
+ROOTS = Path("vmsilo-artifacts.gcroots")
+
+
+def store_path(path: str) -> str:
+    return "/".join(path.split("/")[:4])
+
+
 @needs_nix
-def test_build_writes_artifacts_and_builds_shared_systems_once(flake: Flake, run: Any) -> None:
+def test_build_builds_the_base_once_and_each_program_image_once(flake: Flake, run: Any) -> None:
     result: Result = run("build", "--flake", flake.host, "--json")
     assert result.code == 0, result.err
     report = result.json()
+    assert set(report) == {"ok", "artifacts", "gcRoots", "seconds", "units", "vms"}
+    assert (report["ok"], report["artifacts"]) == (True, "vmsilo-artifacts.json")
+    assert report["gcRoots"] == "vmsilo-artifacts.gcroots"
+    units = {u["id"]: u for u in report["units"]}
+    assert [(u["id"], u["kind"], u["vms"]) for u in report["units"]] == [
+        ("base-main", "base", ["banking", "net", "vault", "work"]),
+        ("programs-browser", "program-image", ["banking", "net"]),
+        ("programs-office", "program-image", ["work"]),
+        ("package-crosvm", "package", []),
+        ("package-virtiofsd", "package", []),
+    ]
+    for unit in report["units"]:
+        assert set(unit) == {
+            "id", "kind", "vms", "status", "drvPaths", "outPaths", "seconds", "failed", "error"
+        }  # fmt: skip
+        assert (unit["status"], unit["failed"], unit["error"]) == ("built", [], None)
+        assert sorted(unit["drvPaths"]) == sorted(unit["outPaths"])
+        assert all(Path(p).exists() for p in unit["outPaths"].values())
+    base, browser = units["base-main"], units["programs-browser"]
+    assert sorted(base["drvPaths"]) == SYSTEM and sorted(browser["drvPaths"]) == IMAGE
+    assert browser["outPaths"]["programImage"].endswith("-vmsilo-programs-browser.img")
+    assert units["package-crosvm"]["outPaths"] == {
+        "package": units["package-crosvm"]["outPaths"]["package"]
+    }
+    # Each derivation was built once: the base's four for all VMs, two per software set.
+    started = [line for line in result.err.splitlines() if line.startswith("building ")]
+    assert started[0] == "building for 4 VMs: 1 base system, 2 program images, 2 host packages"
+    assert len(started) == 1 + 4 + 2 * 2 + 2, result.err
+    assert "building linux-base (base system of banking, net, vault, work)" in started
+    assert "building vmsilo-programs-browser.img (program image of banking, net)" in started
+    assert "building crosvm (host package)" in started
     vms = report["vms"]
     assert set(vms) == {"banking", "work", "vault", "net"}
-    assert {v["status"] for v in vms.values()} == {"built"}
-    # banking, vault and net share one guest system; its four derivations were built once.
-    assert vms["banking"]["drvPaths"] == vms["vault"]["drvPaths"] == vms["net"]["drvPaths"]
-    assert vms["banking"]["drvPaths"] != vms["work"]["drvPaths"]
-    started = [line for line in result.err.splitlines() if line.startswith("building ")]
-    assert len(started) == 8, result.err
-    assert "building linux-base (banking, net, vault)" in started
+    for name, vm in vms.items():
+        assert set(vm) == {
+            "status", "units", "system", "platform", "drvPaths", "outPaths", "seconds",
+            "failed", "error",
+        }  # fmt: skip
+        image = {
+            "banking": "programs-browser",
+            "net": "programs-browser",
+            "work": "programs-office",
+        }
+        assert vm["units"] == ["base-main", *([image[name]] if name in image else [])]
+        mine = [units[u] for u in vm["units"]]
+        assert vm["drvPaths"] == {p: d for u in mine for p, d in u["drvPaths"].items()}
+        assert vm["outPaths"] == {p: o for u in mine for p, o in u["outPaths"].items()}
+        assert (vm["status"], vm["failed"], vm["error"]) == ("built", [], None)
+        assert vm["system"] == base["outPaths"]["toplevel"] and vm["platform"] == "x86_64-linux"
     doc = artifacts()
-    assert doc["packages"] == {}
+    assert doc["packages"] == {
+        "crosvm": units["package-crosvm"]["outPaths"]["package"],
+        "virtiofsd": units["package-virtiofsd"]["outPaths"]["package"],
+    }
     for name, vm in vms.items():
         entry = doc["vms"][name]
         assert entry == vm["outPaths"]
-        assert entry["kernel"].endswith(
-            "-linux-" + ("office" if name == "work" else "base") + "/bzImage"
-        )
         assert Path(entry["kernel"]).read_text() == "kernel\n"
         assert Path(entry["initrd"]).read_text() == "initrd\n"
         assert Path(entry["rootImage"]).read_text() == entry["toplevel"] + "\n"
-        assert vm["system"] == entry["toplevel"] and vm["platform"] == "x86_64-linux"
-    # Built again: nothing to do, every VM is already present.
+    assert (
+        Path(doc["vms"]["work"]["programImage"]).read_text()
+        == doc["vms"]["work"]["programs"] + "\n"
+    )
+    assert "programImage" not in doc["vms"]["vault"]
+    # Built again: nothing to do, every unit is already present.
     again = run("build", "--flake", flake.host, "--json")
+    assert {u["status"] for u in again.json()["units"]} == {"present"}
     assert {v["status"] for v in again.json()["vms"].values()} == {"present"}
-    assert "building" not in again.err
+    assert [line for line in again.err.splitlines() if line.startswith("building ")] == [started[0]]
 
 
 @needs_nix
@@ -193,9 +247,12 @@ def test_built_artifacts_make_launchers_that_start(flake: Flake, run: Any, tmp_p
     assert "not built" not in result.err
     manifest = json.loads(Path("tree/share/vmsilo/manifest.json").read_text())
     assert manifest["vms"]["work"]["unbuilt"] == []
-    assert manifest["vms"]["work"]["artifacts"] == artifacts()["vms"]["work"]
+    work = artifacts()["vms"]["work"]
+    assert manifest["vms"]["work"]["artifacts"] == {p: work[p] for p in SYSTEM}
     launcher = Path("tree/libexec/vmsilo/work/launch").read_text()
-    assert artifacts()["vms"]["work"]["kernel"] in launcher
+    assert work["kernel"] in launcher and work["programImage"] in launcher
+    # The host packages the build made are what the launcher runs.
+    assert f"{artifacts()['packages']['crosvm']}/bin/crosvm" in launcher
 
 
 @needs_nix
@@ -205,35 +262,74 @@ def test_generate_build_does_both(flake: Flake, run: Any) -> None:
     assert result.json()["vms"] == ["banking", "net", "vault", "work"]
     manifest = json.loads(Path("tree/share/vmsilo/manifest.json").read_text())
     assert all(v["unbuilt"] == [] for v in manifest["vms"].values())
+    assert (ROOTS / "base-main-rootImage").is_symlink()
 
 
 @needs_nix
-def test_a_failed_build_names_its_vms_and_the_others_are_written(flake: Flake, run: Any) -> None:
-    flake.set_vms({"banking": "base", "work": "broken", "vault": "broken", "net": "office"})
+def test_a_failed_program_image_fails_exactly_the_vms_of_its_set(flake: Flake, run: Any) -> None:
+    flake.set_vms({"banking": "browser", "work": "broken", "vault": "broken", "net": ""})
     result = run("build", "--flake", flake.host, "--json")
     assert result.code == 1
-    vms = result.json()["vms"]
+    report = result.json()
+    assert report["ok"] is False
+    statuses = {u["id"]: u["status"] for u in report["units"]}
+    assert statuses == {
+        "base-main": "built",
+        "programs-broken": "failed",
+        "programs-browser": "built",
+        "package-crosvm": "built",
+        "package-virtiofsd": "built",
+    }
+    [broken] = [u for u in report["units"] if u["id"] == "programs-broken"]
+    [failure] = broken["failed"]
+    assert failure["drvPath"].endswith("-vmsilo-programs-broken.img.drv")
+    assert failure["log"] == [
+        "packing the programs of broken",
+        "mksquashfs: no space left on device",
+    ]
+    vms = report["vms"]
     assert {n: v["status"] for n, v in vms.items()} == {
         "banking": "built",
         "work": "failed",
         "vault": "failed",
         "net": "built",
     }
-    [failure] = vms["work"]["failed"]
+    assert vms["work"]["failed"] == vms["vault"]["failed"] == [failure]
+    # Partial artifacts: the VMs that built, with the base and their image; the roots too.
+    doc = artifacts()
+    assert set(doc["vms"]) == {"banking", "net"}
+    assert doc["vms"]["net"]["rootImage"] == doc["vms"]["banking"]["rootImage"]
+    assert sorted(p.name for p in ROOTS.iterdir() if "broken" in p.name) == []
+    for vm in ("work", "vault"):
+        assert f"error: VM {vm} was not built: {failure['drvPath']} failed to build" in result.err
+    assert "banking was not built" not in result.err and "net was not built" not in result.err
+    assert "    mksquashfs: no space left on device" in result.err
+    assert "Traceback" not in result.err
+
+
+@needs_nix
+def test_a_failed_own_system_names_its_vm(flake: Flake, run: Any) -> None:
+    flake.set_vms({"banking": "browser", "work": "own:broken", "net": ""})
+    result = run("build", "--flake", flake.host, "--json")
+    assert result.code == 1
+    report = result.json()
+    assert [(u["id"], u["kind"], u["vms"], u["status"]) for u in report["units"]][:3] == [
+        ("base-main", "base", ["banking", "net"], "built"),
+        ("vm-work", "guest-system", ["work"], "failed"),
+        ("programs-browser", "program-image", ["banking"], "built"),
+    ]
+    [failure] = report["vms"]["work"]["failed"]
     assert failure["drvPath"].endswith("-linux-broken.drv")
     assert failure["log"] == ["compiling the kernel of broken", "cc1: out of memory"]
     assert set(artifacts()["vms"]) == {"banking", "net"}
-    for vm in ("work", "vault"):
-        assert f"error: VM {vm} was not built: {failure['drvPath']} failed to build" in result.err
-    assert "    cc1: out of memory" in result.err
-    assert "Traceback" not in result.err
+    assert f"error: VM work was not built: {failure['drvPath']} failed to build" in result.err
 
 
 @needs_nix
 def test_building_some_vms_keeps_the_others_artifacts(flake: Flake, run: Any) -> None:
     assert run("build", "--flake", flake.host).code == 0
     first = artifacts()["vms"]
-    flake.set_vms({"banking": "base", "work": "office", "vault": "base", "net": "base"}, "new")
+    flake.set_vms({"banking": "browser", "work": "office", "vault": "", "net": "browser"}, "new")
     result = run("build", "--flake", flake.host, "work")
     assert result.code == 0, result.err
     doc = artifacts()["vms"]
@@ -242,16 +338,90 @@ def test_building_some_vms_keeps_the_others_artifacts(flake: Flake, run: Any) ->
 
 
 @needs_nix
-def test_a_guest_system_that_does_not_evaluate(flake: Flake, run: Any) -> None:
-    flake.set_vms({"banking": "base", "work": "bad-eval"})
+@pytest.mark.parametrize(
+    ("spec", "where", "message"),
+    [
+        (
+            "own:bad-eval",
+            "programs.vmsilo.nixosVms[1] (work).guestConfig does not evaluate: rootImage:",
+            "guestConfig of the bad-eval software set does not evaluate",
+        ),
+        (
+            "bad-eval",
+            "programs.vmsilo.nixosVms[1] (work).guestPrograms does not evaluate: programImage:",
+            "guestPrograms of the bad-eval set do not evaluate",
+        ),
+    ],
+)
+def test_a_unit_that_does_not_evaluate(
+    flake: Flake, run: Any, spec: str, where: str, message: str
+) -> None:
+    flake.set_vms({"banking": "browser", "work": spec})
     result = run("build", "--flake", flake.host)
     assert result.code == 1
-    where = "programs.vmsilo.nixosVms[1] (work).guestConfig does not evaluate: rootImage:"
     assert f"error: VM work was not built: {where}" in result.err
-    assert "guestConfig of the bad-eval software set does not evaluate" in result.err
+    assert message in result.err
+    assert "banking was not built" not in result.err
     assert set(artifacts()["vms"]) == {"banking"}
     dry = run("build", "--dry-run", "--flake", flake.host)
     assert dry.code == 1 and f"VM work: {where}" in dry.err
+
+
+@needs_nix
+def test_built_outputs_survive_garbage_collection(flake: Flake, run: Any) -> None:
+    """Each built output has a root, so Nix's collector refuses to delete it; built with
+    --no-out-link, the same outputs are collected (what the roots prevent)."""
+    report = run("build", "--flake", flake.host, "--json").json()
+    outs = {
+        f"{u['id']}-{p}" if u["kind"] != "package" else u["id"]: store_path(o)
+        for u in report["units"]
+        for p, o in u["outPaths"].items()
+    }
+    assert {p.name: os.readlink(p) for p in ROOTS.iterdir()} == outs
+    collect = subprocess.run(
+        ["nix-store", "--delete", *outs.values()], capture_output=True, text=True, check=False
+    )
+    assert collect.returncode != 0 and "since it is still alive" in collect.stderr
+    assert all(Path(p).exists() for p in outs.values())
+    # Rebuilt from new derivations: the links are replaced and the old outputs are free.
+    flake.set_vms({"banking": "browser", "work": "", "vault": "", "net": "browser"}, "second")
+    again = run("build", "--flake", flake.host, "--json").json()
+    links = {p.name: os.readlink(p) for p in ROOTS.iterdir()}
+    assert not any(n.startswith("programs-office") for n in links)  # work has no image now
+    assert set(links.values()).isdisjoint(outs.values())
+    assert {store_path(o) for u in again["units"] for o in u["outPaths"].values()} == set(
+        links.values()
+    )
+    freed = subprocess.run(
+        ["nix-store", "--delete", *outs.values()], capture_output=True, text=True, check=False
+    )
+    assert freed.returncode == 0, freed.stderr
+    assert not any(Path(p).exists() for p in outs.values())
+    # Without roots, the collector takes what was just built.
+    shutil.rmtree(ROOTS)
+    flake.set_vms({"banking": "browser"}, "third")
+    bare = run("build", "--no-out-link", "--flake", flake.host, "--json").json()
+    assert bare["gcRoots"] is None and not ROOTS.exists()
+    paths = {store_path(o) for u in bare["units"] for o in u["outPaths"].values()}
+    assert all(Path(p).exists() for p in paths)
+    gone = subprocess.run(
+        ["nix-store", "--delete", *paths], capture_output=True, text=True, check=False
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert not any(Path(p).exists() for p in paths)
+
+
+@needs_nix
+def test_out_link_names_the_roots_directory(flake: Flake, run: Any) -> None:
+    result = run("build", "--flake", flake.host, "--out-link", "roots", "--artifacts-out", "a.json")
+    assert result.code == 0, result.err
+    assert not ROOTS.exists() and Path("a.json").exists()
+    assert (
+        os.readlink("roots/base-main-toplevel")
+        == artifacts(Path("a.json"))["vms"]["net"]["toplevel"]
+    )
+    default = run("build", "--flake", flake.host, "--artifacts-out", "b.json")
+    assert default.code == 0 and Path("b.gcroots/base-main-toplevel").is_symlink()
 
 
 @needs_nix
@@ -276,26 +446,38 @@ def test_bad_input_is_one_error_and_writes_nothing(
     assert result.code == code, result.err
     assert message in result.err
     assert "Traceback" not in result.err
-    assert not Path("vmsilo-artifacts.json").exists()
+    assert not Path("vmsilo-artifacts.json").exists() and not ROOTS.exists()
 
 
 @needs_nix
 def test_dry_run_lists_and_builds_nothing(flake: Flake, run: Any) -> None:
     result = run("build", "--dry-run", "--flake", flake.host)
     assert result.code == 0, result.err
-    assert result.out.splitlines()[-1] == (
-        "would build 8 derivations for 4 VMs (2 distinct guest systems)"
+    lines = result.out.splitlines()
+    assert [line.split("\t")[:3] for line in lines[:-1]] == [
+        ["base", "base-main", "banking,net,vault,work"],
+        ["program-image", "programs-browser", "banking,net"],
+        ["program-image", "programs-office", "work"],
+        ["package", "package-crosvm", "-"],
+        ["package", "package-virtiofsd", "-"],
+    ]
+    assert lines[0].endswith("-nixos-system-base.drv")
+    assert lines[1].endswith("-vmsilo-programs-browser.img.drv")
+    assert lines[-1] == (
+        "would build 10 derivations for 4 VMs: 1 base system, 2 program images, 2 host packages"
     )
     plan = run("build", "--dry-run", "--flake", flake.host, "--json").json()
-    assert len(plan["drvPaths"]) == 8
-    assert not any(Path(p).exists() for v in plan["vms"].values() for p in v["outPaths"].values())
-    assert not Path("vmsilo-artifacts.json").exists()
-    # Without guestSoftwareSets every VM's system is evaluated on its own: the same plan.
-    vms = json.loads((flake.dir / "vms.json").read_text())["vms"]
-    (flake.dir / "vms.json").write_text(json.dumps({"salt": flake.salt, "vms": vms, "perVm": True}))
-    per_vm = run("build", "--dry-run", "--flake", flake.host, "--json").json()
-    assert per_vm["vms"] == plan["vms"]
-    assert sorted(per_vm["drvPaths"]) == sorted(plan["drvPaths"])
+    assert set(plan) == {"units", "vms", "drvPaths"}
+    assert len(plan["drvPaths"]) == 10
+    assert [u["id"] for u in plan["units"]] == [line.split("\t")[1] for line in lines[:-1]]
+    for unit in plan["units"]:
+        assert (unit["status"], unit["error"]) == ("planned", None)
+        assert not any(Path(p).exists() for p in unit["outPaths"].values())
+    assert plan["vms"]["work"]["units"] == ["base-main", "programs-office"]
+    assert sorted(plan["vms"]["work"]["drvPaths"]) == sorted(SYSTEM + IMAGE)
+    assert plan["vms"]["vault"]["units"] == ["base-main"]
+    assert set(plan["drvPaths"]) == {d for u in plan["units"] for d in u["drvPaths"].values()}
+    assert not Path("vmsilo-artifacts.json").exists() and not ROOTS.exists()
 
 
 # --- nix-eval-jobs, as a stand-in speaking its line format ------------------------------------
@@ -329,10 +511,13 @@ def eval_jobs_lines(flake: Flake, run: Any) -> list[dict[str, Any]]:
     """What nix-eval-jobs would print for the flake: the real derivations, as its records."""
     plan = run("build", "--dry-run", "--no-eval-jobs", "--flake", flake.host, "--json").json()
     records = []
-    for vm, entry in plan["vms"].items():
-        for part, drv in entry["drvPaths"].items():
-            out = entry["outPaths"][part]
-            path = [vm, part]
+    for unit in plan["units"]:
+        for part, drv in unit["drvPaths"].items():
+            out = unit["outPaths"][part]
+            if unit["kind"] == "package":
+                path = ["package", unit["id"].removeprefix("package-")]
+            else:
+                path = [unit["kind"], unit["id"], ",".join(unit["vms"]), part]
             if part in ("kernel", "initrd"):
                 out, file = out.rsplit("/", 1)
                 path.append(file)
@@ -372,17 +557,18 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
     records = eval_jobs_lines(flake, run)
     lines = eval_jobs / "ej-lines"
     # An evaluation error of one attribute fails that VM only.
+    image = ["program-image", "programs-office", "work", "programImage"]
     bad = {
-        "attr": "work.rootImage",
-        "attrPath": ["work", "rootImage"],
-        "error": "\x1b[31;1merror:\x1b[0m guestConfig of work: undefined variable 'firefx'",
+        "attr": ".".join(image),
+        "attrPath": image,
+        "error": "\x1b[31;1merror:\x1b[0m guestPrograms of work: undefined variable 'firefx'",
     }
-    kept = [r for r in records if r["attrPath"][:2] != ["work", "rootImage"]]
+    kept = [r for r in records if r["attrPath"] != image]
     lines.write_text("".join(json.dumps(r) + "\n" for r in [*kept, bad]))
     result = run("build", "--flake", flake.host)
     assert result.code == 1
-    expected = "rootImage: error: guestConfig of work: undefined variable 'firefx'"
-    where = "programs.vmsilo.nixosVms[3] (work).guestConfig does not evaluate"
+    expected = "programImage: error: guestPrograms of work: undefined variable 'firefx'"
+    where = "programs.vmsilo.nixosVms[3] (work).guestPrograms does not evaluate"
     assert f"VM work was not built: {where}: {expected}" in result.err
     assert set(artifacts()["vms"]) == {"banking", "vault", "net"}
     Path("vmsilo-artifacts.json").unlink()
@@ -408,7 +594,7 @@ def test_ctrl_c_stops_nix_and_its_builders(flake: Flake) -> None:
     shared = Path(tempfile.mkdtemp(prefix="vmsilo-13-builder-"))
     shared.chmod(0o1777)
     pid_file = shared / "builder.pid"
-    flake.set_vms({"banking": "slow"})
+    flake.set_vms({"banking": "own:slow"})
     spec = json.loads((flake.dir / "vms.json").read_text())
     (flake.dir / "vms.json").write_text(json.dumps({**spec, "pidFile": str(pid_file)}))
     argv = [sys.executable, "-m", "vmsilo_nix", *OFFLINE, "build", "--flake", flake.host]
@@ -445,14 +631,24 @@ def test_live_display_on_a_terminal_follows_the_log() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
     kernel = "/nix/store/00000000000000000000000000000002-linux-6.12.drv"
-    target = planner.Target("kernel", kernel, "/nix/store/x-linux", "bzImage")
-    plan = planner.BuildPlan({"work": planner.VmTargets.of("work", {"kernel": target})})
+    plan = planner.plan_builds(
+        {
+            path: Drv(path, path[3], "x86_64-linux", drv, {"out": f"/nix/store/x-{path[3]}"})
+            for path, drv in {
+                ("base", "base-1", "work", "kernel", "bzImage"): kernel,
+                ("base", "base-1", "work", "initrd", "initrd"): "/nix/store/i-initrd.drv",
+                ("base", "base-1", "work", "rootImage"): "/nix/store/r-squashfs.drv",
+                ("base", "base-1", "work", "toplevel"): "/nix/store/t-nixos-system.drv",
+            }.items()
+        }
+    )
     progress = Progress()
     with display.show(console, plan) as update:
         for line in (LOGS / "remote-and-substitute.log").read_text().splitlines()[:14]:
             update(progress.feed(line), progress)
         console.print(display.render(progress, plan))
     text = strip_ansi(out.getvalue())
-    assert "linux-6.12 (work) on ssh://builder.example LD      vmlinux" in text
+    assert "linux-6.12 (base system of work) on ssh://builder.example LD      vmlinux" in text
+    assert "base system: building" in text
     assert "warning: ignoring untrusted substituter" in text
     assert "building linux-6.12" not in text  # that is the plain display's line
