@@ -3,8 +3,9 @@ the progress parser, in one run.
 
     python bench/bench_build.py [--vms 1000] [--sets 3] [--repeat 5] [--lines 100000]
 
-  nix       `nix eval --json` of the drvPaths `vmsilo build` would build: the four of each
-            distinct guest system of the fixture flake (the floor)
+  nix       `nix eval --json` of the drvPaths `vmsilo build` would build: the four of the
+            fixture flake's base system, the two of each program image (one per set), the
+            host packages (the floor)
   dry-run   `vmsilo build --dry-run` of the same flake, run in this process (evaluation,
             planning, output), so that Python's start-up is not counted
   process   the same as a fresh `python -m vmsilo_nix` process (start-up and imports included)
@@ -35,9 +36,12 @@ from vmsilo_nix.cli import app as cli
 FIXTURE = ROOT / "tests" / "fixtures" / "build-flake"
 LOG = ROOT / "tests" / "fixtures" / "nix-logs" / "partial-failure.log"
 DRV_PATHS = (
-    "p: builtins.mapAttrs (_: vms: let c = p.guestSystems.${builtins.head vms}.config; "
+    "p: { systems = builtins.mapAttrs (_: vms: let c = p.guestSystems.${builtins.head vms}.config; "
     "b = c.system.build; in [ c.boot.kernelPackages.kernel.drvPath b.initialRamdisk.drvPath "
-    "b.vmsiloRootImage.drvPath b.toplevel.drvPath ]) p.guestSoftwareSets"
+    "b.vmsiloRootImage.drvPath b.toplevel.drvPath ]) p.guestSoftwareSets; "
+    "images = builtins.mapAttrs (_: vms: let i = p.programImages.${builtins.head vms}; in "
+    "[ i.drvPath i.profile.drvPath ]) p.programImageSets; "
+    "packages = builtins.mapAttrs (_: d: d.drvPath) p.artifacts.packages; }"
 )
 
 
