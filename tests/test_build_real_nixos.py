@@ -61,17 +61,30 @@ def skip_without_stage_one_fix(result: Any) -> None:
         )
 
 
-def check_plan(plan: dict[str, Any]) -> None:
-    """Every VM of the example planned, with real NixOS derivations."""
-    vms = plan["vms"]
-    example = json.loads((ROOT / "examples" / "desktop.json").read_text())
-    assert set(vms) == {vm["name"] for vm in example["nixosVms"]}
-    for name, vm in vms.items():
+def check_plan(plan: dict[str, Any], vms: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every VM planned, on real NixOS derivations; the units by kind."""
+    assert set(plan["vms"]) == vms
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for unit in plan["units"]:
+        assert unit["status"] == "planned", (unit["id"], unit["error"])
+        assert all(DRV.match(d) for d in unit["drvPaths"].values()), unit["drvPaths"]
+        kinds.setdefault(unit["kind"], []).append(unit)
+    [base] = kinds["base"]
+    assert set(base["drvPaths"]) == {"kernel", "initrd", "rootImage", "toplevel"}
+    assert "nixos-system" in base["drvPaths"]["toplevel"]
+    assert {u["id"].removeprefix("package-") for u in kinds["package"]} >= {"crosvm", "vmsilo"}
+    for name, vm in plan["vms"].items():
         assert vm["status"] == "planned", (name, vm["error"])
-        assert set(vm["drvPaths"]) == {"kernel", "initrd", "rootImage", "toplevel"}
-        assert all(DRV.match(d) for d in vm["drvPaths"].values()), vm["drvPaths"]
-        assert "nixos-system" in vm["drvPaths"]["toplevel"]
-    assert set(plan["drvPaths"]) == {d for vm in vms.values() for d in vm["drvPaths"].values()}
+        mine = [u for u in plan["units"] if name in u["vms"]]
+        assert vm["units"] == [u["id"] for u in mine]
+        assert vm["drvPaths"] == {p: d for u in mine for p, d in u["drvPaths"].items()}
+    assert set(plan["drvPaths"]) == {d for u in plan["units"] for d in u["drvPaths"].values()}
+    return kinds
+
+
+def example_vms() -> set[str]:
+    example = json.loads((ROOT / "examples" / "desktop.json").read_text())
+    return {vm["name"] for vm in example["nixosVms"]}
 
 
 def test_dry_run_of_the_example_file_with_real_nixpkgs(
@@ -87,7 +100,9 @@ def test_dry_run_of_the_example_file_with_real_nixpkgs(
     skip_without_stage_one_fix(result)
     assert result.code == 0, result.err
     plan = result.json()
-    check_plan(plan)
+    kinds = check_plan(plan, example_vms())
+    assert [sorted(u["vms"]) for u in kinds["base"]] == [sorted(example_vms())]
+    assert "program-image" not in kinds  # the example's VMs have no guestPrograms
     host = json.dumps({"nixpkgs": NIXPKGS, "module": str(ROOT / "nix/module.nix"), "file": example})
     nix = [NIX, "--extra-experimental-features", "nix-command", *OFFLINE]
     r = subprocess.run(
@@ -99,7 +114,13 @@ def test_dry_run_of_the_example_file_with_real_nixpkgs(
         timeout=900,
     )
     assert r.returncode == 0, r.stderr[-4000:]
-    assert {name: vm["outPaths"] for name, vm in plan["vms"].items()} == json.loads(r.stdout)
+    # What the artifacts file would hold is what the module gives the launchers.
+    module = json.loads(r.stdout)
+    assert {name: vm["outPaths"] for name, vm in plan["vms"].items()} == module["vms"]
+    packages = {
+        u["id"].removeprefix("package-"): u["outPaths"]["package"] for u in kinds["package"]
+    }
+    assert packages == module["packages"]
 
 
 def test_dry_run_of_the_example_flake_against_real_nixpkgs(
@@ -119,4 +140,58 @@ def test_dry_run_of_the_example_flake_against_real_nixpkgs(
     result = run("build", "--dry-run", "--json", "--no-eval-jobs", "--flake", flake)
     skip_without_stage_one_fix(result)
     assert result.code == 0, result.err
-    check_plan(result.json())
+    check_plan(result.json(), example_vms())
+
+
+def test_dry_run_of_a_host_with_program_sets_shows_one_base_and_its_images(
+    tmp_path: Path, run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example with programs and ten more VMs in ten sets (tests/nix/real/programs.nix):
+    one base unit, vault's own system (guestConfig), one image per set, with the derivations
+    the module evaluates (guest-sets.nix), read back through tests/nix/real/eval.nix."""
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*_cache")
+    )
+    host = tmp_path / "host"
+    host.mkdir()
+    text = HOST_FLAKE.replace("@NIXPKGS@", NIXPKGS).replace("@SRC@", str(src))
+    text = text.replace(
+        'programs.vmsilo = import "${vmsilo}/examples/desktop.nix";',
+        'imports = [ "${vmsilo}/tests/nix/real/programs.nix" ];',
+    )
+    (host / "flake.nix").write_text(text)
+    monkeypatch.setenv("PATH", f"{Path(NIX).parent}:{os.environ['PATH']}")
+    result = run(
+        "build", "--dry-run", "--json", "--no-eval-jobs", "--flake", f"path:{host}#desktop"
+    )
+    assert result.code == 0, result.err
+    plan = result.json()
+    facts = real_programs()
+    kinds = check_plan(plan, set(facts["vms"]))
+    [base] = kinds["base"]
+    [own] = kinds["guest-system"]
+    assert (own["id"], own["vms"]) == ("vm-vault", ["vault"])
+    assert sorted(base["vms"]) == sorted(set(facts["vms"]) - {"vault"})
+    assert len(kinds["program-image"]) == len(facts["imageSets"]) == 11
+    for unit in kinds["program-image"]:
+        assert unit["vms"] == facts["imageSets"][unit["id"].removeprefix("programs-")]
+    for name, vm in facts["vms"].items():
+        assert plan["vms"][name]["drvPaths"]["rootImage"] == vm["rootImage"]
+        assert plan["vms"][name]["drvPaths"].get("programImage") == vm["programImage"]
+
+
+def real_programs() -> Any:
+    """tests/nix/real/eval.nix's ``programs`` of the programs host: the module's own sets."""
+    real = ROOT / "tests" / "nix" / "real" / "eval.nix"
+    argv = [NIX, "--extra-experimental-features", "nix-command", *OFFLINE, "eval", "--json"]
+    argv += ["--argstr", "nixpkgs", NIXPKGS, "--argstr", "hosts", '["programs"]']
+    r = subprocess.run(
+        [*argv, "--file", str(real), "programs"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout)["programs"]
