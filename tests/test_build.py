@@ -24,6 +24,7 @@ from rich.console import Console
 from tests.conftest import OFFLINE, Result, install_program, needs_nix
 from vmsilo_nix.build import display, planner
 from vmsilo_nix.build.progress import Counts, Event, Progress
+from vmsilo_nix.cli import app as cli
 from vmsilo_nix.nixeval.nix import Drv, strip_ansi
 
 FIXTURE = Path(__file__).parent / "fixtures" / "build-flake"
@@ -652,3 +653,12 @@ def test_live_display_on_a_terminal_follows_the_log() -> None:
     assert "base system: building" in text
     assert "warning: ignoring untrusted substituter" in text
     assert "building linux-6.12" not in text  # that is the plain display's line
+
+
+def test_the_live_display_runs_on_the_commands_own_console() -> None:
+    """`vmsilo build` on a terminal: the CLI's console (made on first use) drives rich's Live."""
+    _, err = cli._consoles()
+    progress = Progress()
+    with display.show(err, planner.BuildPlan({}), live=True) as update:
+        for line in (LOGS / "remote-and-substitute.log").read_text().splitlines()[:14]:
+            update(progress.feed(line), progress)

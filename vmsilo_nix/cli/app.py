@@ -646,7 +646,8 @@ def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
         sys.stdout.write(f"{name}\t{r.status}\t{r.seconds:.1f}s\t{system}\n")
     ok = sum(1 for r in report.results.values() if r.status != "failed")
     verdict = "" if report.ok else " (partial: some failed)"
-    out.print(f"wrote {target}: {ok} of {len(report.results)} VMs built{verdict}")
+    roots = "" if args.no_out_link else f"; GC roots in {_roots_dir(args)}"
+    out.print(f"wrote {target}: {ok} of {len(report.results)} VMs built{verdict}{roots}")
     return EXIT_OK if report.ok else EXIT_BUILD_FAILED
 
 
@@ -994,6 +995,13 @@ class _LazyConsole:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._made(), name)
+
+    # Dunders skip __getattr__: rich's Live display enters its console (`vmsilo build`).
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._made().__exit__(*exc)
 
     def print(self, *objects: object) -> None:
         try:
