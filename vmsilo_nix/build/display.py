@@ -118,7 +118,9 @@ def plain_line(event: Event, plan: BuildPlan) -> Text | None:
                 f"building {drv_name(event.text)}{_units(plan, event.text)}{_where(event.machine)}"
             )
         case "finished":
-            return Text(f"finished {drv_name(event.text)}{_where(event.machine)}")
+            return Text(
+                f"finished {drv_name(event.text)}{_units(plan, event.text)}{_where(event.machine)}"
+            )
         case "substitute":
             return Text(f"fetching {drv_name(event.text)}")
         case "message":
