@@ -650,7 +650,7 @@ def test_live_display_on_a_terminal_follows_the_log() -> None:
         console.print(display.render(progress, plan))
     text = strip_ansi(out.getvalue())
     assert "linux-6.12 (base system of work) on ssh://builder.example LD      vmlinux" in text
-    assert "base system: building" in text
+    assert "base building" in text
     assert "warning: ignoring untrusted substituter" in text
     assert "building linux-6.12" not in text  # that is the plain display's line
 

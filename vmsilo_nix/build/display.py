@@ -75,23 +75,31 @@ def unit_state(progress: Progress, plan: BuildPlan, unit_id: str) -> str:
     return "waiting"
 
 
+#: Short words for the live display's line of unit states.
+_SHORT: dict[Kind, tuple[str, str]] = {
+    "base": ("base", "bases"),
+    "guest-system": ("own system", "own systems"),
+    "program-image": ("image", "images"),
+    "package": ("package", "packages"),
+}
+
+
 def units_line(progress: Progress, plan: BuildPlan) -> str:
-    """``base system: built; program images: 1 built, 1 building``."""
+    """``base built · images 1 built, 1 building · packages 2 waiting``."""
     parts = []
     for kind in KINDS:
         states = [unit_state(progress, plan, i) for i, u in plan.units.items() if u.kind == kind]
-        if not states:
-            continue
+        one, many = _SHORT[kind]
         if len(states) == 1:
-            parts.append(f"{KIND_WORDS[kind]}: {states[0]}")
-            continue
-        counts = ", ".join(
-            f"{n} {state}"
-            for state in ("built", "building", "failed", "waiting")
-            if (n := states.count(state))
-        )
-        parts.append(f"{KIND_WORDS[kind]}s: {counts}")
-    return "; ".join(parts)
+            parts.append(f"{one} {states[0]}")
+        elif states:
+            counts = ", ".join(
+                f"{n} {state}"
+                for state in ("built", "building", "failed", "waiting")
+                if (n := states.count(state))
+            )
+            parts.append(f"{many} {counts}")
+    return " · ".join(parts)
 
 
 def render(progress: Progress, plan: BuildPlan) -> RenderableType:
