@@ -327,6 +327,27 @@ def test_a_failed_own_system_names_its_vm(flake: Flake, run: Any) -> None:
 
 
 @needs_nix
+def test_a_failed_package_fails_the_build_but_no_vm(flake: Flake, run: Any) -> None:
+    spec = json.loads((flake.dir / "vms.json").read_text())
+    (flake.dir / "vms.json").write_text(json.dumps({**spec, "brokenPackage": True}))
+    result = run("build", "--flake", flake.host, "--json")
+    assert result.code == 1
+    report = result.json()
+    assert report["ok"] is False
+    assert {u["id"]: u["status"] for u in report["units"]}["package-crosvm"] == "failed"
+    assert {v["status"] for v in report["vms"].values()} == {"built"}
+    [crosvm] = [u for u in report["units"] if u["id"] == "package-crosvm"]
+    [failure] = crosvm["failed"]
+    assert failure["log"] == ["error: linking crosvm failed"]
+    doc = artifacts()
+    assert list(doc["packages"]) == ["virtiofsd"] and set(doc["vms"]) == set(report["vms"])
+    assert (
+        f"error: package crosvm was not built: {failure['drvPath']} failed to build; "
+        "launchers run crosvm from PATH"
+    ) in result.err
+
+
+@needs_nix
 def test_building_some_vms_keeps_the_others_artifacts(flake: Flake, run: Any) -> None:
     assert run("build", "--flake", flake.host).code == 0
     first = artifacts()["vms"]

@@ -51,14 +51,23 @@ def register(directory: Path, units: Iterable[Unit], opts: NixOptions) -> list[P
     for unit in units:
         for part, target in unit.targets.items():
             link = directory.absolute() / link_name(unit, part)
+            made.append(link)
+            if _points_at(link, target.out_path):
+                continue  # Nix registered it when it made it; a root lasts as long as its link
             result = process.run(add_root_argv(link, target.out_path, opts))
             if result.returncode != 0:
                 raise RootsError(
                     f"cannot register a GC root for {target.out_path} at {link}: "
-                    f"{result.stderr.strip()}"
+                    f"{result.stderr.strip()} (--no-out-link builds without roots)"
                 )
-            made.append(link)
     return made
+
+
+def _points_at(link: Path, path: str) -> bool:
+    try:
+        return os.readlink(link) == path
+    except OSError:
+        return False
 
 
 def prune(directory: Path, keep: set[str], made: Sequence[Path]) -> list[Path]:

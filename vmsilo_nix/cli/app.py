@@ -589,9 +589,10 @@ def _build(
     for result in failed:
         _print_build_failure(result, order, err)
     for unit in report.units.values():
-        if unit.status == "failed" and not unit.unit.vms:  # a package: no VM to name
-            where = ", ".join(unit.failed) or unit.error
-            _error(err, f"the {unit.unit.describe()} {unit.unit.id} was not built: {where}")
+        if unit.status == "failed" and unit.unit.kind == "package":  # no VM to name
+            name = unit.unit.id.removeprefix("package-")
+            why = f"{', '.join(unit.failed)} failed to build" if unit.failed else unit.error
+            _error(err, f"package {name} was not built: {why}; launchers run {name} from PATH")
     return report, doc
 
 
