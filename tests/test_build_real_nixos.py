@@ -123,20 +123,28 @@ def test_dry_run_of_the_example_file_with_real_nixpkgs(
     assert packages == module["packages"]
 
 
+def host_flake(tmp: Path, programs: str = "") -> str:
+    """A flake of the example desktop's host (its ``programs.vmsilo`` replaced by ``programs``,
+    a line of Nix, when given) on a copy of this checkout and the real nixpkgs."""
+    src = tmp / "src"
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*_cache")
+    )
+    host = tmp / "host"
+    host.mkdir()
+    text = HOST_FLAKE.replace("@NIXPKGS@", NIXPKGS).replace("@SRC@", str(src))
+    if programs:
+        text = text.replace('programs.vmsilo = import "${vmsilo}/examples/desktop.nix";', programs)
+    (host / "flake.nix").write_text(text)
+    return f"path:{host}#desktop"
+
+
 def test_dry_run_of_the_example_flake_against_real_nixpkgs(
     tmp_path: Path, run: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     needs_vm_named_guest_systems()
-    src = tmp_path / "src"
-    shutil.copytree(
-        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*_cache")
-    )
-    host = tmp_path / "host"
-    host.mkdir()
-    text = HOST_FLAKE.replace("@NIXPKGS@", NIXPKGS).replace("@SRC@", str(src))
-    (host / "flake.nix").write_text(text)
     monkeypatch.setenv("PATH", f"{Path(NIX).parent}:{os.environ['PATH']}")
-    flake = f"path:{host}#desktop"
+    flake = host_flake(tmp_path)
     result = run("build", "--dry-run", "--json", "--no-eval-jobs", "--flake", flake)
     skip_without_stage_one_fix(result)
     assert result.code == 0, result.err
@@ -149,22 +157,9 @@ def test_dry_run_of_a_host_with_program_sets_shows_one_base_and_its_images(
     """The example with programs and ten more VMs in ten sets (tests/nix/real/programs.nix):
     one base unit, vault's own system (guestConfig), one image per set, with the derivations
     the module evaluates (guest-sets.nix), read back through tests/nix/real/eval.nix."""
-    src = tmp_path / "src"
-    shutil.copytree(
-        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*_cache")
-    )
-    host = tmp_path / "host"
-    host.mkdir()
-    text = HOST_FLAKE.replace("@NIXPKGS@", NIXPKGS).replace("@SRC@", str(src))
-    text = text.replace(
-        'programs.vmsilo = import "${vmsilo}/examples/desktop.nix";',
-        'imports = [ "${vmsilo}/tests/nix/real/programs.nix" ];',
-    )
-    (host / "flake.nix").write_text(text)
     monkeypatch.setenv("PATH", f"{Path(NIX).parent}:{os.environ['PATH']}")
-    result = run(
-        "build", "--dry-run", "--json", "--no-eval-jobs", "--flake", f"path:{host}#desktop"
-    )
+    flake = host_flake(tmp_path, 'imports = [ "${vmsilo}/tests/nix/real/programs.nix" ];')
+    result = run("build", "--dry-run", "--json", "--no-eval-jobs", "--flake", flake)
     assert result.code == 0, result.err
     plan = result.json()
     facts = real_programs()

@@ -157,18 +157,18 @@ def failing_option(targets: VmTargets) -> str:
 
 
 @attrs.frozen
-class UnitResult:
-    unit: Unit
+class Outcome:
+    """How building a unit, or a VM (its units), ended."""
+
     status: Status
     seconds: float = 0.0
-    #: Failed derivations this unit needs, each with the last lines of its log.
+    #: Failed derivations it needs, each with the last lines of its log.
     failed: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    #: A message when the unit failed without a failed build (evaluation, Nix itself).
+    #: A message when it failed without a failed build (evaluation, Nix itself).
     error: str = ""
 
-    def to_json(self) -> dict[str, object]:
+    def outcome_json(self) -> dict[str, object]:
         return {
-            **self.unit.to_json(),
             "status": self.status,
             "seconds": round(self.seconds, 3),
             "failed": [{"drvPath": d, "log": list(log)} for d, log in self.failed.items()],
@@ -176,16 +176,18 @@ class UnitResult:
         }
 
 
-@attrs.frozen
-class VmResult:
+@attrs.frozen(kw_only=True)
+class UnitResult(Outcome):
+    unit: Unit
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.unit.to_json(), **self.outcome_json()}
+
+
+@attrs.frozen(kw_only=True)
+class VmResult(Outcome):
     vm: str
     targets: VmTargets
-    status: Status
-    seconds: float = 0.0
-    #: Failed derivations this VM needs, each with the last lines of its log.
-    failed: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    #: A message when the VM failed without a failed build (evaluation, Nix itself).
-    error: str = ""
 
     def to_json(self) -> dict[str, object]:
         t = self.targets.targets
@@ -196,9 +198,7 @@ class VmResult:
             "platform": t["toplevel"].system if "toplevel" in t else None,
             "drvPaths": {p: x.drv_path for p, x in t.items()},
             "outPaths": {p: x.path for p, x in t.items()},
-            "seconds": round(self.seconds, 3),
-            "failed": [{"drvPath": d, "log": list(log)} for d, log in self.failed.items()],
-            "error": self.error or None,
+            **self.outcome_json(),
         }
 
 
@@ -291,18 +291,17 @@ def build(
     units: dict[str, UnitResult] = {}
     for uid, unit in plan.units.items():
         if not unit.ok:
-            units[uid] = UnitResult(
-                unit, "failed", error=eval_failure_message(unit) or "not evaluated"
-            )
+            error = eval_failure_message(unit) or "not evaluated"
+            units[uid] = UnitResult("failed", error=error, unit=unit)
         elif outcome.built is None and not all(
             os.path.exists(t.path) for t in unit.targets.values()
         ):
             units[uid] = _failed(unit, progress, outcome.error, opts)
         else:
             units[uid] = UnitResult(
-                unit,
                 _status(unit, progress),
                 seconds=max((finished_at.get(d, 0.0) for d in _keys(unit)), default=0.0),
+                unit=unit,
             )
     results = {name: _vm_result(targets, units) for name, targets in plan.vms.items()}
     return BuildReport(results, progress, seconds, units)
@@ -313,14 +312,15 @@ def _vm_result(targets: VmTargets, units: Mapping[str, UnitResult]) -> VmResult:
     mine = [units[u] for u in targets.units if u in units]
     if not targets.ok and not any(r.status == "failed" for r in mine):
         error = eval_failure_message(targets) or "not evaluated"
-        return VmResult(targets.vm, targets, "failed", error=error)
+        return VmResult("failed", error=error, vm=targets.vm, targets=targets)
     failed = {d: log for r in mine for d, log in r.failed.items()}
     errors = "; ".join(dict.fromkeys(r.error for r in mine if r.error))
     statuses = {r.status for r in mine}
     order: tuple[Status, ...] = ("failed", "built", "substituted")
     status: Status = next((s for s in order if s in statuses), "present")
     seconds = max((r.seconds for r in mine), default=0.0)
-    return VmResult(targets.vm, targets, status, seconds, failed, "" if failed else errors)
+    error = "" if failed else errors
+    return VmResult(status, seconds, failed, error, vm=targets.vm, targets=targets)
 
 
 def _keys(unit: Unit) -> list[str]:
@@ -347,4 +347,4 @@ def _failed(unit: Unit, progress: Progress, error: NixError | None, opts: NixOpt
             needed |= set(candidates)  # cannot tell: name them all rather than none
     failed = {d: tuple(progress.tails.get(d, ())) for d in progress.failed if d in needed}
     message = "" if failed else (str(error) if error is not None else "nix build failed")
-    return UnitResult(unit, "failed", failed=failed, error=message)
+    return UnitResult("failed", failed=failed, error=message, unit=unit)
