@@ -207,6 +207,7 @@ def test_vmsilo_options_of_each_subcommand(script: Path) -> None:
         "--nixpkgs",
         "--artifacts-out",
         "--out-link",
+        "--no-out-link",
         "--workers",
         "--max-memory-size",
         "--eval-jobs",

@@ -36,7 +36,8 @@ _SOURCE: Options = {"--flake": "text", "--file": "file"}
 _BUILD: Options = {
     "--nixpkgs": "directory",
     "--artifacts-out": "file",
-    "--out-link": "file",
+    "--out-link": "directory",
+    "--no-out-link": None,
     "--workers": "text",
     "--max-memory-size": "text",
     "--eval-jobs": None,
