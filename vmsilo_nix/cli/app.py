@@ -91,8 +91,8 @@ def _host_args(p: argparse.ArgumentParser) -> None:
     ex.add_argument(
         "--flake",
         metavar="REF#HOST",
-        help="a flake's NixOS host importing vmsilo's module: its "
-        "programs.vmsilo.package.guestSystems are built",
+        help="a flake's NixOS host importing vmsilo's module: what its "
+        "programs.vmsilo.package names is built",
     )
     ex.add_argument(
         "--file",
@@ -829,9 +829,11 @@ COMMANDS: dict[str, _Command] = {
         run=cmd_generate,
     ),
     "build": _Command(
-        help="build the VMs' kernels, initrds, root images and systems with nix build",
-        description="Evaluate the distinct guest systems of the VMs (with nix-eval-jobs when "
-        "it is installed, else one nix eval), build them with one nix build, and write the "
+        help="build the VMs' guest systems, program images and host packages with nix build",
+        description="Evaluate the build units of the VMs: the base guest system, each own guest "
+        "system (guestConfig), each program image (guestPrograms set) and the host packages "
+        "(with nix-eval-jobs when it is installed, else one nix eval); build each once with "
+        "one nix build, register a GC root for every output (--out-link), and write the "
         "artifacts file `vmsilo generate --artifacts` reads. Remote builders, --max-jobs and "
         "substituters are Nix's own: pass them with --option (for example --option builders "
         "'ssh://big x86_64-linux').",
