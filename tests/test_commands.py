@@ -48,7 +48,16 @@ class Host:
             (stubs / name).write_text(text)
             (stubs / name).chmod(0o755)
         config = check({"user": "alice", "nixosVms": [{"name": "work"}, {"name": "vault"}]})
-        built = VmArtifacts(kernel="/k", initrd="/i", root_image="/r", toplevel="/t")
+        self.store = tmp / "store"  # the boot files exist: vm-status looks for them
+        self.store.mkdir()
+        for name in ("k", "i", "r", "t"):
+            (self.store / name).write_text("")
+        built = VmArtifacts(
+            kernel=str(self.store / "k"),
+            initrd=str(self.store / "i"),
+            root_image=str(self.store / "r"),
+            toplevel=str(self.store / "t"),
+        )
         self.artifacts = Artifacts(vms={"work": built, "vault": built})
         self.plan: Plan = plan(
             config, self.artifacts, Layout(run_dir=str(tmp / "run"), state_dir=str(tmp / "var"))
@@ -148,6 +157,13 @@ def test_vm_status(host: Host) -> None:
         "work": "running outdated",
         "vault": "failed",
     }
+
+
+def test_vm_status_of_a_collected_vm(host: Host) -> None:
+    """A VM whose boot files were garbage-collected is not built, as `vmsilo status` says."""
+    assert host.run("vm-status", "vault").stdout == "vault\tbuilt\n"
+    (host.store / "r").unlink()
+    assert host.run("vm-status", "vault").stdout == "vault\tnot built\n"
 
 
 @pytest.mark.parametrize("kind", ["fifo", "zero", "big"])

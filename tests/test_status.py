@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import install_program, needs_nix
 from tests.test_build import Flake
 from vmsilo_nix.build.status import Unit, decide
-from vmsilo_nix.config.artifacts import load_artifacts
+from vmsilo_nix.config.artifacts import VmArtifacts, load_artifacts
 from vmsilo_nix.config.rules import check
 from vmsilo_nix.plan.host import plan
 from vmsilo_nix.plan.layout import Layout
@@ -51,6 +51,34 @@ def test_decide(
 def test_decide_unbuilt_entry() -> None:
     entry = {**ENTRY, "unbuilt": ["kernel", "rootImage"], "artifacts": {}}
     assert decide(entry, Unit("u"), None, None) == ("not built", "missing: kernel, rootImage")
+
+
+def test_decide_a_missing_program_image() -> None:
+    """A VM the build gave a program image is not built while the image is gone (collected,
+    or never built); a VM without one does not need it."""
+    image = "/nix/store/x-vmsilo-programs.img"
+    boot = {"kernel": "/k", "initrd": "/i", "rootImage": "/r", "toplevel": "/t"}
+    entry = {**ENTRY, "artifacts": {**boot, "programImage": image}}
+    there = {"/k", "/i", "/r", "/t"}
+    assert decide(entry, Unit("u"), None, None, exists=there.__contains__) == (
+        "not built",
+        "missing: programImage",
+    )
+    assert decide(entry, Unit("u"), None, None, exists=(there | {image}).__contains__) == (
+        "built",
+        "",
+    )
+    assert decide(ENTRY, Unit("u"), None, None, exists=there.__contains__) == ("built", "")
+    # vm-status asks the same of the files it is given
+    arts = VmArtifacts(
+        kernel="/k", initrd="/i", root_image="/r", toplevel="/t", program_image=image
+    )
+    assert arts.boot_files() == {
+        "kernel": "/k",
+        "initrd": "/i",
+        "rootImage": "/r",
+        "programImage": image,
+    }
 
 
 SYSTEMCTL = """#!/usr/bin/env bash

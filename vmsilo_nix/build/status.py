@@ -6,7 +6,8 @@ launcher wrote the fingerprint it started with to ``<runtime>/fingerprint``. sys
 which units run or failed. Optionally a flake on disk says which guest system each VM would
 get now. From those, one state per VM (``decide`` is pure, and the words are vm-status's):
 
-    not built         a boot artifact is missing (never built, or garbage-collected)
+    not built         a boot artifact or the program image is missing (never built, or
+                      garbage-collected)
     built             built and not running
     running current   running the installed configuration
     running outdated  running, but started from an older configuration: restart it
@@ -28,13 +29,13 @@ import attrs
 
 from vmsilo_nix import process
 from vmsilo_nix.assignments import split_assignment
+from vmsilo_nix.config.artifacts import BOOT_PARTS
 from vmsilo_nix.errors import VmsiloError
 from vmsilo_nix.facts import MANIFEST
 
 State = Literal[
     "not built", "built", "running current", "running outdated", "running stale", "failed"
 ]
-BOOT_PARTS = ("kernel", "initrd", "rootImage")
 
 
 class StatusError(VmsiloError):
@@ -93,7 +94,9 @@ def decide(
         if flake_toplevel is not None and flake_toplevel != installed:
             return "running stale", f"the flake gives {flake_toplevel}"
         return "running current", ""
-    missing = [p for p in BOOT_PARTS if not artifacts.get(p) or not exists(artifacts[p])]
+    # A program image is needed only by a VM the build gave one (guestPrograms, no guestConfig).
+    parts = (*BOOT_PARTS, "programImage") if artifacts.get("programImage") else BOOT_PARTS
+    missing = [p for p in parts if not artifacts.get(p) or not exists(artifacts[p])]
     if entry.get("unbuilt") or missing:
         what = entry.get("unbuilt") or missing
         return "not built", f"missing: {', '.join(what)}"

@@ -46,6 +46,22 @@ class VmArtifacts:
         None, doc="The profile of the VM's guestPrograms, inside its program image."
     )
 
+    def boot_files(self) -> dict[str, str]:
+        """The files a VM boots from, by their name in the artifacts JSON: kernel, initrd,
+        rootImage, and programImage when it has one. A VM is built while they all exist
+        (``vmsilo status`` and ``vm-status`` both ask this)."""
+        files = {
+            "kernel": self.kernel,
+            "initrd": self.initrd,
+            "rootImage": self.root_image,
+            "programImage": self.program_image,
+        }
+        return {k: v for k, v in files.items() if v}
+
+
+#: What every VM boots from (a program image only with guestPrograms).
+BOOT_PARTS = ("kernel", "initrd", "rootImage")
+
 
 @attrs.frozen(kw_only=True)
 class Artifacts:

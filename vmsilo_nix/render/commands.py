@@ -46,7 +46,14 @@ def render_commands(
         "runtime": _table("runtime", {n: v.runtime_dir for n, v in p.vms.items()}),
         "cid": _table("cid", {n: str(v.cid) for n, v in p.vms.items()}),
         "fingerprint": _table("fingerprint", dict(fingerprints)),
-        "built": _table("built", {n: "" if v.unbuilt else "1" for n, v in p.vms.items()}),
+        # The files each VM boots from, one a line (none when something is not built).
+        "built": _table(
+            "built",
+            {
+                n: "" if v.unbuilt else "\n".join(artifacts.vm(n).boot_files().values())
+                for n, v in p.vms.items()
+            },
+        ),
     }
     prelude = shell_template("commands-prelude.bash")
     all_vms = " ".join(q(n) for n in p.vms)

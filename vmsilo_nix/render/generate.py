@@ -88,6 +88,7 @@ def manifest(
                     "initrd": artifacts.vm(name).initrd,
                     "rootImage": artifacts.vm(name).root_image,
                     "toplevel": artifacts.vm(name).toplevel,
+                    "programImage": artifacts.vm(name).program_image,
                 },
             }
             for name, v in p.vms.items()

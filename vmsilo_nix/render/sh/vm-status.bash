@@ -5,6 +5,11 @@ if [[ ${1:-} == --json ]]; then json=1; shift; fi
 vms=("$@")
 ((${#vms[@]})) || vms=(@ALL_VMS@)
 for vm in "${vms[@]}"; do need_vm "$vm"; done
+present() {  # the files a VM boots from, one a line: are they all there (not collected)?
+  local file
+  [[ -n $1 ]] || return 1
+  while IFS= read -r file; do [[ -e $file ]] || return 1; done <<<"$1"
+}
 first=1
 ((json)) && printf '{'
 for vm in "${vms[@]}"; do
@@ -15,7 +20,7 @@ for vm in "${vms[@]}"; do
     state="running current"
     running=$(read_fingerprint "${runtime[$vm]}/fingerprint")
     [[ $running == "${fingerprint[$vm]}" ]] || state="running outdated"
-  elif [[ -n ${built[$vm]} ]]; then
+  elif present "${built[$vm]}"; then
     state=built
   else
     state="not built"
