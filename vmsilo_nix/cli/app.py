@@ -25,12 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TextIO, cast
 import attrs
 import orjson
 
-from vmsilo_nix import __version__, facts, pipeline, process
-from vmsilo_nix.config import options as options_render
-from vmsilo_nix.config.artifacts import Artifacts, load_artifacts, unknown_vms
-from vmsilo_nix.config.convert import unstructure
-from vmsilo_nix.config.model import Config, Vm
-from vmsilo_nix.config.paths import OptionPaths
+from vmsilo_nix import __version__, facts, process
 from vmsilo_nix.errors import (
     ConfigError,
     NixError,
@@ -40,15 +35,21 @@ from vmsilo_nix.errors import (
     WriteError,
 )
 from vmsilo_nix.files import write_atomically
-from vmsilo_nix.nixeval import nix, nix_eval_jobs, source
-from vmsilo_nix.plan import host as plan
 
+# The engine (configuration, Nix, planners) is imported by the commands that use it, not here:
+# vm-run and vm-shell start `vmsilo channel`, which needs none of it, for every command they
+# run (the imports below this line cost most of the start-up of the others).
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from vmsilo_nix import pipeline
     from vmsilo_nix.build import run as build_run
     from vmsilo_nix.build.planner import BuildPlan, VmTargets
+    from vmsilo_nix.config.artifacts import Artifacts
+    from vmsilo_nix.config.model import Config, Vm
+    from vmsilo_nix.nixeval import nix
+    from vmsilo_nix.plan import host as plan
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_SOURCE, EXIT_MISSING, EXIT_WRITE = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
@@ -103,6 +104,8 @@ def _host_args(p: argparse.ArgumentParser) -> None:
 
 
 def _build_args(p: argparse.ArgumentParser) -> None:
+    from vmsilo_nix.nixeval import nix_eval_jobs  # noqa: PLC0415 (the engine: see the imports)
+
     group = p.add_argument_group("building")
     group.add_argument(
         "--nixpkgs",
@@ -254,6 +257,8 @@ def _status_command(p: argparse.ArgumentParser) -> None:
 
 
 def _options_command(p: argparse.ArgumentParser) -> None:
+    from vmsilo_nix.config import options as options_render  # noqa: PLC0415 (the engine: see the imports)
+
     p.add_argument("--format", choices=sorted(options_render.RENDERERS), default="nix")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
 
@@ -327,6 +332,8 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 def _nix_options(args: argparse.Namespace) -> nix.NixOptions:
+    from vmsilo_nix.nixeval import nix  # noqa: PLC0415 (the engine: see the imports)
+
     return nix.NixOptions(options=tuple(args.option), show_trace=args.debug)
 
 
@@ -343,6 +350,9 @@ def _progress(console: Console, text: str) -> Iterator[None]:
 def _load(
     args: argparse.Namespace, err: Console, artifacts: Artifacts | None = None
 ) -> pipeline.Checked:
+    from vmsilo_nix import pipeline  # noqa: PLC0415 (the engine: see the imports)
+    from vmsilo_nix.nixeval import source  # noqa: PLC0415
+
     src = source.parse_source(flake=args.flake, file=args.file)
     with _progress(err, f"Evaluating {src.describe()}..."):
         checked = pipeline.load_planned(src, _nix_options(args), artifacts)
@@ -443,6 +453,8 @@ def _print_problems(e: ConfigError, err: Console) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from vmsilo_nix.config.convert import unstructure  # noqa: PLC0415 (the engine: see the imports)
+
     config = _load(args, err).config
     print_json(unstructure(config), sort_keys=True)
     return EXIT_OK
@@ -457,6 +469,8 @@ def write_output(path: Path, text: str) -> None:
 
 
 def cmd_options(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from vmsilo_nix.config import options as options_render  # noqa: PLC0415 (the engine: see the imports)
+
     text = options_render.RENDERERS[args.format]()
     if args.output:
         write_output(Path(args.output), text)
@@ -481,6 +495,9 @@ def _plan(args: argparse.Namespace, err: Console, wanted: Sequence[str]) -> plan
 def _config_and_plan(
     args: argparse.Namespace, err: Console, wanted: Sequence[str] = ()
 ) -> tuple[Config, plan.Plan, Artifacts]:
+    from vmsilo_nix.config.artifacts import Artifacts, load_artifacts, unknown_vms  # noqa: PLC0415 (the engine: see the imports)
+    from vmsilo_nix.nixeval import source  # noqa: PLC0415
+
     artifacts = Artifacts()
     if args.artifacts:
         artifacts = load_artifacts(
@@ -499,6 +516,8 @@ def _config_and_plan(
 
 
 def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from vmsilo_nix.plan import host as plan  # noqa: PLC0415 (the engine: see the imports)
+
     p = _plan(args, err, args.vms)
     doc = plan.to_json(p, args.vms or None)
     if args.json:
@@ -511,6 +530,9 @@ def cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from vmsilo_nix.config.paths import OptionPaths  # noqa: PLC0415 (the engine: see the imports)
+    from vmsilo_nix.plan import host as plan  # noqa: PLC0415
+
     p = _plan(args, err, [args.vm])
     if args.json:
         print_json(plan.vm_json(p.vms[args.vm], OptionPaths(p.vm_names)))
@@ -525,6 +547,7 @@ def cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
 def _build_host(args: argparse.Namespace) -> build_run.Host:
     """What `build` (and `generate --build`) builds: a flake's host, or a file's VMs."""
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
+    from vmsilo_nix.nixeval import source  # noqa: PLC0415 (the engine: see the imports)
 
     if args.flake:
         if args.nixpkgs:
@@ -688,6 +711,7 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     from vmsilo_nix.build import planner  # noqa: PLC0415
     from vmsilo_nix.build import run as build_run  # noqa: PLC0415 (only build needs it)
     from vmsilo_nix.build import status as vm_status  # noqa: PLC0415
+    from vmsilo_nix.nixeval import source  # noqa: PLC0415 (the engine: see the imports)
 
     tree = vm_status.find_tree(args.tree)
     names = list(vm_status.read_manifest(tree)["vms"])
