@@ -26,7 +26,9 @@ buildPythonApplication {
   pyproject = true;
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.unions [
+    # Without bytecode a checkout's Python left behind: it would make the package (and every
+    # guest system holding it) depend on which Python last ran the tests in that checkout.
+    fileset = lib.fileset.difference (lib.fileset.unions [
       ../pyproject.toml
       ../README.md
       ../vmsilo_nix
@@ -35,7 +37,7 @@ buildPythonApplication {
       ../nix
       ../flake.nix
       ../docs
-    ];
+    ]) (lib.fileset.fileFilter (file: file.hasExt "pyc") ../.);
   };
   build-system = [ setuptools ];
   dependencies = [
