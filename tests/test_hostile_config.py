@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -19,7 +18,7 @@ from vmsilo_nix.config import values
 from vmsilo_nix.errors import ConfigError
 from vmsilo_nix.pipeline import check
 
-from .conftest import EXAMPLES, ROOT, needs_nix
+from .conftest import EXAMPLES, NIX, NIXPKGS, ROOT, needs_nix, needs_real_nixos
 
 DESKTOP: dict[str, Any] = json.loads((EXAMPLES / "desktop.json").read_text())
 REAL_EVAL = ROOT / "tests/nix/hardening/eval.nix"
@@ -227,17 +226,11 @@ def test_the_module_checks_names_as_the_engine_does(nixpkgs_lib: Path) -> None:
 
 # --- a real NixOS -----------------------------------------------------------------------------
 
-needs_real_nixos = pytest.mark.skipif(
-    not (os.environ.get("VMSILO_NIX") and os.environ.get("VMSILO_NIXPKGS")),
-    reason="VMSILO_NIX and VMSILO_NIXPKGS are not set (see the real-nixos tool)",
-)
-
 
 def real_nixos(change: dict[str, Any]) -> dict[str, Any]:
-    nix = os.environ["VMSILO_NIX"]
-    argv = [nix, "--extra-experimental-features", "nix-command", "eval", "--json"]
+    argv = [NIX, "--extra-experimental-features", "nix-command", "eval", "--json"]
     argv += ["--option", "substituters", "", "-f", str(REAL_EVAL)]
-    argv += ["--argstr", "nixpkgs", os.environ["VMSILO_NIXPKGS"]]
+    argv += ["--argstr", "nixpkgs", NIXPKGS]
     argv += ["--argstr", "set", json.dumps(change), "facts"]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
