@@ -4,14 +4,9 @@
   runCommand,
   vmsilo-nix,
 }:
-runCommand "vmsilo-balloond-${vmsilo-nix.version or "0"}"
-  {
-    meta = (vmsilo-nix.meta or { }) // {
-      description = "Moves memory between the host and vmsilo's VMs with the virtio balloon";
-      mainProgram = "vmsilo-balloond";
-    };
-  }
-  ''
-    mkdir -p $out/bin
-    ln -s ${vmsilo-nix}/bin/vmsilo-balloond $out/bin/vmsilo-balloond
-  ''
+import ./engine-commands.nix {
+  inherit runCommand vmsilo-nix;
+  pname = "vmsilo-balloond";
+  description = "Moves memory between the host and vmsilo's VMs with the virtio balloon";
+  commands = [ "vmsilo-balloond" ];
+}

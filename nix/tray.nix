@@ -5,15 +5,12 @@
   runCommand,
   vmsilo-nix,
 }:
-runCommand "vmsilo-tray-${vmsilo-nix.version or "0"}"
-  {
-    meta = (vmsilo-nix.meta or { }) // {
-      description = "Shows vmsilo guests' tray icons on the host's panel, in each VM's colour";
-      mainProgram = "vmsilo-tray";
-    };
-  }
-  ''
-    mkdir -p $out/bin
-    ln -s ${vmsilo-nix}/bin/vmsilo-tray $out/bin/vmsilo-tray
-    ln -s ${vmsilo-nix}/bin/vmsilo-tray-guest $out/bin/vmsilo-tray-guest
-  ''
+import ./engine-commands.nix {
+  inherit runCommand vmsilo-nix;
+  pname = "vmsilo-tray";
+  description = "Shows vmsilo guests' tray icons on the host's panel, in each VM's colour";
+  commands = [
+    "vmsilo-tray"
+    "vmsilo-tray-guest"
+  ];
+}
