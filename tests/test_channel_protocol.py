@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import struct
 
@@ -231,3 +232,127 @@ def test_any_bytes_give_messages_or_a_protocol_error(
     for message in messages:
         # Whatever was accepted is of the allowed direction and encodes back to a valid frame.
         assert read_one(direction, p.encode(message)) == message
+
+
+# --- the framing both protocols share (Frames, pack, json_value) -----------------------------
+
+
+class Toy(enum.IntEnum):
+    """A protocol of the shared format with nothing of the channel's or the tray's."""
+
+    EMPTY = 1
+    SMALL = 2
+    LARGE = 200
+
+
+TOY_LIMITS = {Toy.EMPTY: 0, Toy.SMALL: 8, Toy.LARGE: 300}
+
+
+def toy_reader(allowed: frozenset[Toy]) -> p.Frames[Toy, tuple[Toy, bytes]]:
+    return p.Frames(Toy, allowed, TOY_LIMITS, lambda kind, payload: (kind, payload))
+
+
+def expected_frames(data: bytes, allowed: frozenset[Toy]) -> tuple[list[tuple[Toy, bytes]], bool]:
+    """What the framing must make of ``data``: its whole frames and whether one is left
+    unfinished, or a ProtocolError for an unknown or unallowed type or a length over the type's
+    limit, refused from the header alone (its payload need not have come)."""
+    frames: list[tuple[Toy, bytes]] = []
+    while len(data) >= 5:
+        raw, length = struct.unpack(">BI", data[:5])
+        if raw not in {t.value for t in Toy} or Toy(raw) not in allowed:
+            raise p.ProtocolError(f"type {raw}")
+        if length > TOY_LIMITS[Toy(raw)]:
+            raise p.ProtocolError(f"length {length}")
+        if len(data) < 5 + length:
+            break
+        frames.append((Toy(raw), data[5 : 5 + length]))
+        data = data[5 + length :]
+    return frames, bool(data)
+
+
+toy_frames = st.lists(
+    st.tuples(st.sampled_from(list(Toy)), st.binary(max_size=300)).filter(
+        lambda f: len(f[1]) <= TOY_LIMITS[f[0]]
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=toy_frames, cuts=st.lists(st.integers(0, 2000), max_size=6))
+def test_the_framing_gives_back_what_was_packed_however_it_is_split(
+    frames: list[tuple[Toy, bytes]], cuts: list[int]
+) -> None:
+    data = b"".join(p.pack(kind, payload, TOY_LIMITS) for kind, payload in frames)
+    reader = toy_reader(frozenset(Toy))
+    got: list[tuple[Toy, bytes]] = []
+    last = 0
+    for cut in sorted(min(c, len(data)) for c in cuts):
+        got += reader.feed(data[last:cut])
+        last = cut
+    got += reader.feed(data[last:])
+    assert got == frames
+    assert not reader.partial
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.binary(max_size=600)
+    | st.lists(
+        st.builds(
+            lambda kind, length, payload: struct.pack(">BI", kind, length) + payload,
+            st.sampled_from([0, 1, 2, 3, 200, 255]),
+            st.sampled_from([0, 1, 8, 9, 300, 301, 2**32 - 1]),
+            st.binary(max_size=310),
+        ),
+        max_size=5,
+    ).map(b"".join),
+    allowed=st.frozensets(st.sampled_from(list(Toy))),
+)
+def test_the_framing_refuses_from_the_header_what_is_unknown_unallowed_or_too_long(
+    data: bytes, allowed: frozenset[Toy]
+) -> None:
+    reader = toy_reader(allowed)
+    try:
+        expected = expected_frames(data, allowed)
+    except p.ProtocolError:
+        with pytest.raises(p.ProtocolError):
+            reader.feed(data)
+        return
+    assert reader.feed(data) == expected[0]
+    assert reader.partial is expected[1]
+
+
+def test_pack_refuses_a_payload_over_its_limit() -> None:
+    assert p.pack(Toy.SMALL, b"12345678", TOY_LIMITS) == b"\x02\x00\x00\x00\x0812345678"
+    with pytest.raises(ValueError, match="SMALL payload of 9 bytes is over its limit"):
+        p.pack(Toy.SMALL, b"123456789", TOY_LIMITS)
+
+
+@settings(max_examples=500)
+@given(
+    st.binary(max_size=200)
+    | st.sampled_from([b"NaN", b"-Infinity", b"[" * 100_000, b'"\xff"', b'{"a":1}'])
+)
+def test_a_json_payload_is_a_value_or_a_protocol_error(payload: bytes) -> None:
+    try:
+        value = p.json_value(Toy.LARGE, payload)
+    except p.ProtocolError as err:
+        assert str(err).startswith("LARGE: the payload is not valid JSON")
+        return
+    assert json.loads(payload) == value
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+            max_leaves=8,
+        ),
+        max_size=4,
+    )
+)
+def test_json_payloads_read_back(obj: dict[str, object]) -> None:
+    assert p.json_value(Toy.LARGE, p.json_payload(obj)) == obj

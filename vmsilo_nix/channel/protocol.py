@@ -200,13 +200,7 @@ Message = Start | Stdin | StdinEof | Signal | Resize | Hello | Stdout | Stderr |
 
 
 def frame(kind: MessageType, payload: bytes = b"") -> bytes:
-    if len(payload) > LIMITS[kind]:
-        raise ValueError(f"{kind.name} payload of {len(payload)} bytes is over its limit")
-    return HEADER.pack(kind, len(payload)) + payload
-
-
-def _json(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    return pack(kind, payload, LIMITS)
 
 
 def encode(msg: Message) -> bytes:
@@ -222,27 +216,27 @@ def encode(msg: Message) -> bytes:
                 "rows": msg.rows,
                 "cols": msg.cols,
             }
-            return frame(MessageType.START, _json(body))
+            return frame(MessageType.START, json_payload(body))
         case Stdin():
             return frame(MessageType.STDIN, msg.data)
         case StdinEof():
             return frame(MessageType.STDIN_EOF)
         case Signal():
-            return frame(MessageType.SIGNAL, _json({"signal": msg.name}))
+            return frame(MessageType.SIGNAL, json_payload({"signal": msg.name}))
         case Resize():
-            return frame(MessageType.RESIZE, _json({"rows": msg.rows, "cols": msg.cols}))
+            return frame(MessageType.RESIZE, json_payload({"rows": msg.rows, "cols": msg.cols}))
         case Stdout():
             return frame(MessageType.STDOUT, msg.data)
         case Stderr():
             return frame(MessageType.STDERR, msg.data)
         case Exit():
             body = {"code": msg.code} if msg.code is not None else {"signal": msg.signal}
-            return frame(MessageType.EXIT, _json(body))
+            return frame(MessageType.EXIT, json_payload(body))
         case Hello():
-            return frame(MessageType.HELLO, _json({"version": msg.version}))
+            return frame(MessageType.HELLO, json_payload({"version": msg.version}))
         case Error():
             text = msg.message.encode("utf-8", "replace").decode()[:MAX_ERROR]
-            while len(payload := _json({"message": text})) > MAX_ERROR:
+            while len(payload := json_payload({"message": text})) > MAX_ERROR:
                 text = text[: len(text) - (len(payload) - MAX_ERROR) // 6 - 1]  # \uXXXX: 6
             return frame(MessageType.ERROR, payload)
 
@@ -255,16 +249,9 @@ def data_frames(kind: MessageType, data: bytes) -> list[bytes]:
 # --- decoding -------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _object(kind: MessageType, payload: bytes, *choices: set[str]) -> dict[str, Any]:
     """The payload's JSON object, whose keys must be exactly one of ``choices``."""
-    try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise ProtocolError(f"{kind.name}: the payload is not valid JSON ({err})") from None
+    value = json_value(kind, payload)
     if not isinstance(value, dict):
         raise ProtocolError(f"{kind.name}: the payload is not a JSON object")
     if set(value) not in choices:
@@ -365,6 +352,35 @@ def decode(kind: MessageType, payload: bytes) -> Message:
             if not isinstance(message, str):
                 raise ProtocolError("ERROR: message must be a string")
             return Error(message)
+
+
+# --- the framing, shared by every protocol in this format (the channel's and the tray's) -----
+
+
+def pack(kind: K, payload: bytes, limits: Mapping[K, int]) -> bytes:
+    """One frame of ``kind``; ValueError when ``payload`` is over the kind's limit (a sender's
+    bug: what it sends must fit)."""
+    if len(payload) > limits[kind]:
+        raise ValueError(f"{kind.name} payload of {len(payload)} bytes is over its limit")
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def json_payload(obj: Mapping[str, Any]) -> bytes:
+    """``obj`` as a frame's JSON payload: compact UTF-8, no NaN or infinities."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_value(kind: enum.IntEnum, payload: bytes) -> Any:
+    """A received payload's JSON value; anything but UTF-8 JSON (NaN and infinities are not
+    JSON, a nesting too deep for the parser is refused too) is a :class:`ProtocolError`."""
+    try:
+        return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ProtocolError(f"{kind.name}: the payload is not valid JSON ({err})") from None
 
 
 class Frames(Generic[K, M]):

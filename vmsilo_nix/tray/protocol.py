@@ -23,7 +23,6 @@ import base64
 import binascii
 import enum
 import html
-import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from vmsilo_nix.channel.protocol import HEADER, Frames, ProtocolError
+from vmsilo_nix.channel.protocol import Frames, ProtocolError, json_payload, json_value, pack
 from vmsilo_nix.facts import TRAY_VSOCK_PORT
 
 __all__ = ["ProtocolError"]
@@ -244,10 +243,6 @@ Message = Hello | Ping | Item | Menu | Remove | Activate | Scroll | MenuEvent
 # --- encoding --------------------------------------------------------------------------------
 
 
-def _json(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
-
-
 def _pixmaps_json(pixmaps: Pixmaps) -> list[dict[str, Any]]:
     return [
         {"w": p.width, "h": p.height, "argb": base64.b64encode(p.data).decode()} for p in pixmaps
@@ -307,10 +302,7 @@ def encode(msg: Message) -> bytes:
     """One frame; raises ValueError when the message is over its type's limit (the guest
     makes its items fit before encoding them)."""
     kind, body = _body(msg)
-    payload = b"" if body is None else _json(body)
-    if len(payload) > LIMITS[kind]:
-        raise ValueError(f"{kind.name} payload of {len(payload)} bytes is over its limit")
-    return HEADER.pack(kind, len(payload)) + payload
+    return pack(kind, b"" if body is None else json_payload(body), LIMITS)
 
 
 def encoded_size(pixmaps: Pixmaps) -> int:
@@ -319,10 +311,6 @@ def encoded_size(pixmaps: Pixmaps) -> int:
 
 
 # --- decoding --------------------------------------------------------------------------------
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _object(where: str, value: object, keys: set[str]) -> dict[str, Any]:
@@ -426,10 +414,7 @@ def decode(kind: MessageType, payload: bytes) -> Message:
     """The message of one complete frame whose type is known to be allowed."""
     if kind is MessageType.PING:
         return Ping()
-    try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise ProtocolError(f"{kind.name}: the payload is not valid JSON ({err})") from None
+    value = json_value(kind, payload)
     name = kind.name
     match kind:
         case MessageType.HELLO:
