@@ -6,7 +6,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,40 @@ def install_program(bin_dir: Path, name: str, text: str) -> Path:
 def minimal(**vm: Any) -> dict[str, Any]:
     """A one-VM configuration with `vm`'s options set."""
     return {"user": "alice", "nixosVms": [{"name": "a", **vm}]}
+
+
+EVAL_JOBS_STANDIN = ROOT / "tests" / "standins" / "nix_eval_jobs.py"
+
+
+@attrs.frozen
+class EvalJobs:
+    """The stand-in nix-eval-jobs (tests/standins/nix_eval_jobs.py), first on PATH from
+    ``dir / "bin"``; what it prints comes from :meth:`answer`, and $EVAL_JOBS_STDERR and
+    $EVAL_JOBS_STATUS."""
+
+    dir: Path
+
+    @property
+    def program(self) -> Path:
+        return self.dir / "bin" / "nix-eval-jobs"
+
+    def answer(self, lines: Iterable[str]) -> None:
+        """What it prints next time, a line each."""
+        (self.dir / "lines.jsonl").write_text("".join(f"{line}\n" for line in lines))
+
+    def argv(self) -> Any:
+        """The arguments of its last run."""
+        return json.loads((self.dir / "argv.json").read_text())
+
+
+@pytest.fixture
+def eval_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> EvalJobs:
+    stand_in = EvalJobs(tmp_path / "nix-eval-jobs")
+    # Run by this Python, whatever PATH a test leaves it.
+    text = EVAL_JOBS_STANDIN.read_text().split("\n", 1)[1]
+    install_program(stand_in.program.parent, "nix-eval-jobs", f"#!{sys.executable}\n{text}")
+    stand_in.answer([])
+    monkeypatch.setenv("PATH", f"{stand_in.program.parent}:{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("EVAL_JOBS_ARGV", str(stand_in.dir / "argv.json"))
+    monkeypatch.setenv("EVAL_JOBS_LINES", str(stand_in.dir / "lines.jsonl"))
+    return stand_in

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from tests.conftest import OFFLINE, Result, install_program, needs_nix
+from tests.conftest import OFFLINE, EvalJobs, Result, needs_nix
 from vmsilo_nix.build import display, planner
 from vmsilo_nix.build.progress import Counts, Event, Progress
 from vmsilo_nix.cli import app as cli
@@ -506,30 +506,6 @@ def test_dry_run_lists_and_builds_nothing(flake: Flake, run: Any) -> None:
 
 # --- nix-eval-jobs, as a stand-in speaking its line format ------------------------------------
 
-EVAL_JOBS = """\
-#!{python}
-# Records its argv, then prints the lines of $EVAL_JOBS_LINES one by one (as nix-eval-jobs
-# does, in completion order), and exits with $EVAL_JOBS_STATUS.
-import json, os, sys
-with open(os.environ["EVAL_JOBS_ARGV"], "w") as f:
-    json.dump(sys.argv[1:], f)
-for line in open(os.environ["EVAL_JOBS_LINES"]):
-    sys.stdout.write(line)
-    sys.stdout.flush()
-sys.stderr.write(os.environ.get("EVAL_JOBS_STDERR", ""))
-sys.exit(int(os.environ.get("EVAL_JOBS_STATUS", "0")))
-"""
-
-
-@pytest.fixture
-def eval_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "ej-bin"
-    install_program(bin_dir, "nix-eval-jobs", EVAL_JOBS.format(python=sys.executable))
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("EVAL_JOBS_ARGV", str(tmp_path / "ej-argv.json"))
-    monkeypatch.setenv("EVAL_JOBS_LINES", str(tmp_path / "ej-lines"))
-    return tmp_path
-
 
 def eval_jobs_lines(flake: Flake, run: Any) -> list[dict[str, Any]]:
     """What nix-eval-jobs would print for the flake: the real derivations, as its records."""
@@ -559,14 +535,14 @@ def eval_jobs_lines(flake: Flake, run: Any) -> list[dict[str, Any]]:
 
 
 @needs_nix
-def test_build_with_nix_eval_jobs(flake: Flake, run: Any, eval_jobs: Path) -> None:
+def test_build_with_nix_eval_jobs(flake: Flake, run: Any, eval_jobs: EvalJobs) -> None:
     records = eval_jobs_lines(flake, run)
-    (eval_jobs / "ej-lines").write_text("".join(json.dumps(r) + "\n" for r in records))
+    eval_jobs.answer(json.dumps(r) for r in records)
     result = run(
         "build", "--flake", flake.host, "--workers", "3", "--max-memory-size", "1024", "--json"
     )
     assert result.code == 0, result.err
-    argv = json.loads((eval_jobs / "ej-argv.json").read_text())
+    argv = eval_jobs.argv()
     assert argv[:4] == ["--workers", "3", "--max-memory-size", "1024"]
     assert argv[-3:-1] == ["--impure", "--expr"]
     assert "builtins.getFlake ref" in argv[-1]
@@ -576,10 +552,9 @@ def test_build_with_nix_eval_jobs(flake: Flake, run: Any, eval_jobs: Path) -> No
 
 @needs_nix
 def test_nix_eval_jobs_errors_crashes_and_garbage(
-    flake: Flake, run: Any, eval_jobs: Path, monkeypatch: pytest.MonkeyPatch
+    flake: Flake, run: Any, eval_jobs: EvalJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = eval_jobs_lines(flake, run)
-    lines = eval_jobs / "ej-lines"
     # An evaluation error of one attribute fails that VM only.
     image = ["program-image", "programs-office", "work", "programImage"]
     bad = {
@@ -588,7 +563,7 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
         "error": "\x1b[31;1merror:\x1b[0m guestPrograms of work: undefined variable 'firefx'",
     }
     kept = [r for r in records if r["attrPath"] != image]
-    lines.write_text("".join(json.dumps(r) + "\n" for r in [*kept, bad]))
+    eval_jobs.answer(json.dumps(r) for r in [*kept, bad])
     result = run("build", "--flake", flake.host)
     assert result.code == 1
     expected = "programImage: error: guestPrograms of work: undefined variable 'firefx'"
@@ -597,7 +572,7 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
     assert set(artifacts()["vms"]) == {"banking", "vault", "net"}
     Path("vmsilo-artifacts.json").unlink()
     # A crash midway: nothing is built, nothing written.
-    lines.write_text("".join(json.dumps(r) + "\n" for r in records[:5]))
+    eval_jobs.answer(json.dumps(r) for r in records[:5])
     with monkeypatch.context() as m:
         m.setenv("EVAL_JOBS_STATUS", "134")
         m.setenv("EVAL_JOBS_STDERR", "error: worker died\n")
@@ -605,7 +580,7 @@ def test_nix_eval_jobs_errors_crashes_and_garbage(
     assert result.code == 3 and "worker died" in result.err
     assert not Path("vmsilo-artifacts.json").exists()
     # A malformed line.
-    lines.write_text(json.dumps(records[0]) + "\n{not json\n")
+    eval_jobs.answer([json.dumps(records[0]), "{not json"])
     result = run("build", "--flake", flake.host)
     assert result.code == 3
     assert "nix-eval-jobs printed a line that is not JSON (line 2)" in result.err

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from vmsilo_nix.nixeval.nix import (
 )
 from vmsilo_nix.nixeval.nix_eval_jobs import EvalJobsOutputError
 
+from .conftest import EvalJobs, install_program
 from .procs import gone
 
 requires_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real nix binary")
@@ -189,19 +188,6 @@ def test_argv_for_expressions_and_for_what_a_function_selects() -> None:
 
 # --- a fake nix-eval-jobs on PATH -----------------------------------------------------------
 
-FAKE = """\
-#!{python}
-import json, os, sys
-with open(os.environ["FAKE_NEJ_ARGV"], "w") as out:
-    json.dump(sys.argv[1:], out)
-with open(os.environ["FAKE_NEJ_LINES"]) as lines:
-    for line in lines:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-sys.stderr.write(os.environ.get("FAKE_NEJ_STDERR", ""))
-sys.exit(int(os.environ.get("FAKE_NEJ_STATUS", "0")))
-"""
-
 # Prints one line, then waits forever on a child of its own.
 FAKE_HANGING = """\
 #!/bin/bash
@@ -213,35 +199,20 @@ wait
 
 
 @pytest.fixture
-def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A directory first on PATH for a fake nix-eval-jobs; the real PATH stays behind it."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("FAKE_NEJ_ARGV", str(tmp_path / "argv.json"))
-    monkeypatch.setenv("FAKE_NEJ_LINES", str(tmp_path / "lines.jsonl"))
-    monkeypatch.setenv("FAKE_NEJ_PIDS", str(tmp_path / "pids"))
-    return tmp_path
+def fake_dir(eval_jobs: EvalJobs, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in nix-eval-jobs' directory (conftest), for the one that hangs too."""
+    monkeypatch.setenv("FAKE_NEJ_PIDS", str(eval_jobs.dir / "pids"))
+    return eval_jobs.dir
 
 
-def _install(fake_dir: Path, script: str, lines: list[str] | None = None) -> None:
-    path = fake_dir / "bin" / "nix-eval-jobs"
-    path.write_text(script.format(python=sys.executable) if script is FAKE else script)
-    path.chmod(0o755)
-    if lines is not None:
-        (fake_dir / "lines.jsonl").write_text("".join(f"{line}\n" for line in lines))
-
-
-def test_available_follows_path(fake_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _install(fake_dir, FAKE, [])
+def test_available_follows_path(eval_jobs: EvalJobs, monkeypatch: pytest.MonkeyPatch) -> None:
     assert nix_eval_jobs.available()
-    monkeypatch.setenv("PATH", str(fake_dir / "lines.jsonl"))
+    monkeypatch.setenv("PATH", str(eval_jobs.dir / "lines.jsonl"))
     assert not nix_eval_jobs.available()
 
 
-def test_evaluate_with_a_fake_in_scrambled_order(fake_dir: Path) -> None:
-    scrambled = [RECORDED[2], RECORDED[0], RECORDED[1]]
-    _install(fake_dir, FAKE, scrambled)
+def test_evaluate_with_a_fake_in_scrambled_order(eval_jobs: EvalJobs) -> None:
+    eval_jobs.answer([RECORDED[2], RECORDED[0], RECORDED[1]])
     seen: list[nix.AttrPath] = []
     results = nix_eval_jobs.evaluate(
         FlakeRef("path:/src#vms"),
@@ -252,7 +223,7 @@ def test_evaluate_with_a_fake_in_scrambled_order(fake_dir: Path) -> None:
     )
     assert results == EXPECTED
     assert seen == [("a",), ("nested", "deep"), ("broken",)]
-    assert json.loads((fake_dir / "argv.json").read_text()) == [
+    assert eval_jobs.argv() == [
         "--workers",
         "2",
         "--max-memory-size",
@@ -266,20 +237,20 @@ def test_evaluate_with_a_fake_in_scrambled_order(fake_dir: Path) -> None:
     ]
 
 
-def test_eval_drvs_uses_nix_eval_jobs_when_on_path(fake_dir: Path) -> None:
-    _install(fake_dir, FAKE, RECORDED)
+def test_eval_drvs_uses_nix_eval_jobs_when_on_path(eval_jobs: EvalJobs) -> None:
+    eval_jobs.answer(RECORDED)
     results = nix_eval_jobs.eval_drvs(FlakeRef("path:/src#vms"), workers=5)
     assert results == EXPECTED
-    argv = json.loads((fake_dir / "argv.json").read_text())
+    argv = eval_jobs.argv()
     assert argv[:4] == ["--workers", "5", "--max-memory-size", "4096"]
 
 
 def test_failing_nix_eval_jobs_raises_nix_error(
-    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+    eval_jobs: EvalJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _install(fake_dir, FAKE, RECORDED[:1])
-    monkeypatch.setenv("FAKE_NEJ_STDERR", "evaluating...\nerror: worker crashed\n")
-    monkeypatch.setenv("FAKE_NEJ_STATUS", "1")
+    eval_jobs.answer(RECORDED[:1])
+    monkeypatch.setenv("EVAL_JOBS_STDERR", "evaluating...\nerror: worker crashed\n")
+    monkeypatch.setenv("EVAL_JOBS_STATUS", "1")
     with pytest.raises(NixError, match=r"^error: worker crashed$") as info:
         nix_eval_jobs.evaluate(FlakeRef("path:/src#vms"), workers=1)
     assert info.value.returncode == 1
@@ -288,7 +259,7 @@ def test_failing_nix_eval_jobs_raises_nix_error(
 
 
 def _hanging(fake_dir: Path, monkeypatch: pytest.MonkeyPatch, line: str) -> None:
-    _install(fake_dir, FAKE_HANGING)
+    install_program(fake_dir / "bin", "nix-eval-jobs", FAKE_HANGING)
     monkeypatch.setenv("FAKE_NEJ_LINE", line)
 
 
@@ -379,16 +350,16 @@ def _as_line(result: DrvResult) -> str:
 @pytest.mark.nix
 @requires_nix
 def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
-    fake_dir: Path, monkeypatch: pytest.MonkeyPatch
+    eval_jobs: EvalJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source_file = fake_dir / "drvs.nix"
+    source_file = eval_jobs.dir / "drvs.nix"
     source_file.write_text(DRVS_NIX)
     source = NixExpr(f"import {source_file}", impure=True)
     real_nix = shutil.which("nix")
     assert real_nix is not None
 
     # Only nix on PATH: plain nix, one evaluation.
-    only_nix = fake_dir / "only-nix"
+    only_nix = eval_jobs.dir / "only-nix"
     only_nix.mkdir()
     (only_nix / "nix").symlink_to(real_nix)
     monkeypatch.setenv("PATH", str(only_nix))
@@ -400,10 +371,10 @@ def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     assert "broken on purpose" in broken.error
 
     # nix-eval-jobs printing the same results in another order: the same mapping.
-    monkeypatch.setenv("PATH", f"{fake_dir / 'bin'}:{only_nix}")
-    _install(fake_dir, FAKE, [_as_line(r) for r in reversed(fallback.values())])
+    monkeypatch.setenv("PATH", f"{eval_jobs.program.parent}:{only_nix}")
+    eval_jobs.answer(_as_line(r) for r in reversed(fallback.values()))
     assert nix_eval_jobs.eval_drvs(source, opts=OFFLINE) == fallback
-    argv = json.loads((fake_dir / "argv.json").read_text())
+    argv = eval_jobs.argv()
     assert argv[-1] == f"import {source_file}"
 
 
