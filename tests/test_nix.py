@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import install_program
+from tests.conftest import ROOT, install_program
 from vmsilo_nix import process
 from vmsilo_nix.errors import NixError, NixNotFoundError, VmsiloError
 from vmsilo_nix.nixeval import nix
@@ -31,44 +31,9 @@ OFFLINE = NixOptions(options={"substituters": "", "flake-registry": ""})
 NO_CACHE = NixOptions(options={"substituters": ""})
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
-# Derivations that build in milliseconds with nothing but /bin/sh.
-DRVS_NIX = """
-let
-  mk = name: derivation {
-    inherit name;
-    builder = "/bin/sh";
-    args = [ "-c" "echo ${name} > $out" ];
-    system = builtins.currentSystem;
-  };
-in
-{
-  a = mk "vmsilo-test-a";
-  b = mk "vmsilo-test-b";
-  c = mk "vmsilo-test-c";
-  multi = derivation {
-    name = "vmsilo-test-multi";
-    outputs = [ "out" "dev" ];
-    builder = "/bin/sh";
-    args = [ "-c" "echo out > $out; echo dev > $dev" ];
-    system = builtins.currentSystem;
-  };
-  bad = throw "bad attribute";
-  checked = assert 1 == 2; mk "never";
-  number = 3;
-  nested = { recurseForDerivations = true; deep = mk "vmsilo-test-deep"; };
-  hidden = { inner = mk "vmsilo-test-hidden"; };
-  "with.dot" = mk "vmsilo-test-dot";
-}
-"""
-
+# Derivations that build in milliseconds with nothing but /bin/sh, and attributes that do not.
+DRVS = ROOT / "tests" / "nix" / "drvs.nix"
 DRV_PATHS = "s: builtins.mapAttrs (n: d: d.drvPath) { inherit (s) a b c multi; }"
-
-
-@pytest.fixture
-def drvs_file(tmp_path: Path) -> Path:
-    path = tmp_path / "drvs.nix"
-    path.write_text(DRVS_NIX)
-    return path
 
 
 # --- flags and argv builders ----------------------------------------------------------------
@@ -426,8 +391,8 @@ def test_half_printed_json_of_a_failed_eval_is_not_parsed() -> None:
 
 @pytest.mark.nix
 @requires_nix
-def test_build_three_drvs_matched_by_drv_path(drvs_file: Path) -> None:
-    drvs = nix.eval_json_file(str(drvs_file), apply=DRV_PATHS, opts=OFFLINE)
+def test_build_three_drvs_matched_by_drv_path() -> None:
+    drvs = nix.eval_json_file(str(DRVS), apply=DRV_PATHS, opts=OFFLINE)
     assert isinstance(drvs, dict)
     wanted = {name: path for name, path in drvs.items() if isinstance(path, str)}
     outcome = nix.build(list(wanted.values()), lambda _: None, opts=OFFLINE)
@@ -480,10 +445,10 @@ def _expected_shape(results: dict[nix.AttrPath, nix.DrvResult]) -> None:
 
 @pytest.mark.nix
 @requires_nix
-def test_eval_drvs_of_an_expression_in_one_call(drvs_file: Path) -> None:
-    results = nix.eval_drvs(NixExpr(f"import {drvs_file}", impure=True), opts=OFFLINE)
+def test_eval_drvs_of_an_expression_in_one_call() -> None:
+    results = nix.eval_drvs(NixExpr(f"import {DRVS}", impure=True), opts=OFFLINE)
     _expected_shape(results)
-    drvs = nix.eval_json_file(str(drvs_file), apply=DRV_PATHS, opts=OFFLINE)
+    drvs = nix.eval_json_file(str(DRVS), apply=DRV_PATHS, opts=OFFLINE)
     assert isinstance(drvs, dict)
     for name, drv_path in drvs.items():
         result = results[(name,)]
@@ -493,14 +458,13 @@ def test_eval_drvs_of_an_expression_in_one_call(drvs_file: Path) -> None:
 
 @pytest.mark.nix
 @requires_nix
-def test_eval_drvs_of_what_a_function_selects(tmp_path: Path, drvs_file: Path) -> None:
-    wrapper = tmp_path / "wrapper.nix"
-    wrapper.write_text(f"{{ inner = import {drvs_file}; }}")
+def test_eval_drvs_of_what_a_function_selects() -> None:
+    wrapper = ROOT / "tests" / "nix" / "drvs-wrapped.nix"
     selected = nix.eval_drvs(
         NixExpr(f"import {wrapper}", impure=True), select="w: w.inner", opts=OFFLINE
     )
     _expected_shape(selected)
-    direct = nix.eval_drvs(NixExpr(f"import {drvs_file}", impure=True), opts=OFFLINE)
+    direct = nix.eval_drvs(NixExpr(f"import {DRVS}", impure=True), opts=OFFLINE)
     assert selected == direct
 
 

@@ -21,7 +21,7 @@ from vmsilo_nix.nixeval.nix import (
 )
 from vmsilo_nix.nixeval.nix_eval_jobs import EvalJobsOutputError
 
-from .conftest import EvalJobs, install_program
+from .conftest import ROOT, EvalJobs, install_program
 from .procs import gone
 
 requires_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real nix binary")
@@ -312,23 +312,7 @@ def test_garbage_line_midway_stops_the_child(
 
 # --- the fallback gives the same mapping ----------------------------------------------------
 
-DRVS_NIX = """
-let
-  mk = name: derivation {
-    inherit name;
-    builder = "/bin/sh";
-    args = [ "-c" "echo ${name} > $out" ];
-    system = builtins.currentSystem;
-  };
-in
-{
-  a = mk "vmsilo-nej-a";
-  b = mk "vmsilo-nej-b";
-  broken = throw "broken on purpose";
-  nested = { recurseForDerivations = true; deep = mk "vmsilo-nej-deep"; };
-  skipped = "not a derivation";
-}
-"""
+DRVS = ROOT / "tests" / "nix" / "eval-jobs-drvs.nix"
 
 
 def _as_line(result: DrvResult) -> str:
@@ -352,9 +336,7 @@ def _as_line(result: DrvResult) -> str:
 def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     eval_jobs: EvalJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source_file = eval_jobs.dir / "drvs.nix"
-    source_file.write_text(DRVS_NIX)
-    source = NixExpr(f"import {source_file}", impure=True)
+    source = NixExpr(f"import {DRVS}", impure=True)
     real_nix = shutil.which("nix")
     assert real_nix is not None
 
@@ -375,7 +357,7 @@ def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     eval_jobs.answer(_as_line(r) for r in reversed(fallback.values()))
     assert nix_eval_jobs.eval_drvs(source, opts=OFFLINE) == fallback
     argv = eval_jobs.argv()
-    assert argv[-1] == f"import {source_file}"
+    assert argv[-1] == f"import {DRVS}"
 
 
 @requires_nix
