@@ -31,17 +31,20 @@ from dbus_fast.service import (
 from vmsilo_nix.channel.transport import Address
 
 from . import icons, protocol
+from .bus_names import (
+    DBUS,
+    DBUS_PATH,
+    ITEM_IFACE,
+    ITEM_PATH,
+    MENU_IFACE,
+    NAME_OWNER_CHANGED,
+    WATCHER_NAME,
+    WATCHER_PATH,
+)
 from .protocol import MAX_TEXT, MAX_TITLE, plain_text
-from .transport import Link, serve, session_bus
+from .transport import Link, add_match, serve, session_bus
 
 log = logging.getLogger("vmsilo.tray")
-
-WATCHER_NAME = "org.kde.StatusNotifierWatcher"
-WATCHER_PATH = "/StatusNotifierWatcher"
-ITEM_IFACE = "org.kde.StatusNotifierItem"
-MENU_IFACE = "com.canonical.dbusmenu"
-ITEM_PATH = "/StatusNotifierItem"
-DBUS = "org.freedesktop.DBus"
 
 #: Frames per second the guest sends at most, and its burst: half of what the host allows.
 SEND_RATE = 20.0
@@ -231,17 +234,10 @@ class Items:
 
     async def start(self) -> None:
         self.bus.add_message_handler(self.on_message)
-        await self._add_match(
-            f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged'"
-        )
+        await add_match(self.bus, NAME_OWNER_CHANGED)
         self.bus.export(WATCHER_PATH, self.watcher)
         await self.bus.request_name(WATCHER_NAME)
         self.watcher.host_registered_signal()
-
-    async def _add_match(self, rule: str) -> None:
-        await self.bus.call(
-            _call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", signature="s", body=[rule])
-        )
 
     def registered(self) -> list[str]:
         return [
@@ -292,7 +288,7 @@ class Items:
                 reply = await self.bus.call(
                     _call(
                         DBUS,
-                        "/org/freedesktop/DBus",
+                        DBUS_PATH,
                         DBUS,
                         "GetNameOwner",
                         signature="s",
@@ -317,7 +313,7 @@ class Items:
         self.items[number] = item
         if owner not in self._signals_from:
             self._signals_from.add(owner)
-            await self._add_match(f"type='signal',sender='{owner}'")
+            await add_match(self.bus, f"type='signal',sender='{owner}'")
         log.info("item %d registered: %s %s", number, owner, path)
         self.watcher.item_registered(self.registered()[-1])
         self._refresh(item, "props")

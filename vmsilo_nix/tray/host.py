@@ -45,17 +45,13 @@ from dbus_fast.service import (
 
 from vmsilo_nix.channel.transport import Address
 
-from . import protocol
+from . import bus_names, protocol
 from .protocol import Pixmap, Pixmaps, ProtocolError
-from .transport import Link, TrayError, connect, session_bus
+from .transport import Link, TrayError, add_match, connect, session_bus
 
 log = logging.getLogger("vmsilo.tray")
 
-WATCHER_NAME = "org.kde.StatusNotifierWatcher"
-WATCHER_PATH = "/StatusNotifierWatcher"
-ITEM_PATH = "/StatusNotifierItem"
-MENU_PATH = "/MenuBar"
-DBUS = "org.freedesktop.DBus"
+MENU_PATH = "/MenuBar"  # where each item's menu is, our choice
 
 RATE = 40.0  # frames a second a guest may send, after a burst of
 BURST = 128
@@ -125,7 +121,7 @@ class ItemInterface(ServiceInterface):
     """``org.kde.StatusNotifierItem`` of one guest item, from host-made values only."""
 
     def __init__(self, item: "HostItem") -> None:
-        super().__init__("org.kde.StatusNotifierItem")
+        super().__init__(bus_names.ITEM_IFACE)
         self.item = item
 
     def _s(self) -> "protocol.Item":
@@ -269,7 +265,7 @@ class MenuInterface(ServiceInterface):
     """``com.canonical.dbusmenu`` mirroring the guest's last menu."""
 
     def __init__(self, item: "HostItem") -> None:
-        super().__init__("com.canonical.dbusmenu")
+        super().__init__(bus_names.MENU_IFACE)
         self.item = item
 
     def _find(self, ident: int) -> protocol.MenuNode | None:
@@ -385,7 +381,7 @@ class HostItem:
 
     async def start(self, bus_address: str | None) -> None:
         self.bus = await session_bus(bus_address)
-        self.bus.export(ITEM_PATH, self.item_iface)
+        self.bus.export(bus_names.ITEM_PATH, self.item_iface)
         self.bus.export(MENU_PATH, self.menu_iface)
         await self.bus.request_name(self.name)
         await self.register()
@@ -395,9 +391,9 @@ class HostItem:
             return
         reply = await self.bus.call(
             Message(
-                destination=WATCHER_NAME,
-                path=WATCHER_PATH,
-                interface=WATCHER_NAME,
+                destination=bus_names.WATCHER_NAME,
+                path=bus_names.WATCHER_PATH,
+                interface=bus_names.WATCHER_NAME,
                 member="RegisterStatusNotifierItem",
                 signature="s",
                 body=[self.name],
@@ -605,10 +601,10 @@ class TrayHost:
     def _on_message(self, msg: Message) -> None:
         if (
             msg.message_type is MessageType.SIGNAL
-            and msg.sender == DBUS
+            and msg.sender == bus_names.DBUS
             and msg.member == "NameOwnerChanged"
             and msg.signature == "sss"
-            and msg.body[0] == WATCHER_NAME
+            and msg.body[0] == bus_names.WATCHER_NAME
             and msg.body[2]
         ):
             log.info("a StatusNotifierWatcher appeared; registering every item with it")
@@ -620,20 +616,8 @@ class TrayHost:
     async def run(self) -> None:
         self.bus = await session_bus(self.bus_address)
         self.bus.add_message_handler(self._on_message)
-        rule = (
-            f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',"
-            f"arg0='{WATCHER_NAME}'"
-        )
-        await self.bus.call(
-            Message(
-                destination=DBUS,
-                path="/org/freedesktop/DBus",
-                interface=DBUS,
-                member="AddMatch",
-                signature="s",
-                body=[rule],
-            )
-        )
+        watcher = f"{bus_names.NAME_OWNER_CHANGED},arg0='{bus_names.WATCHER_NAME}'"
+        await add_match(self.bus, watcher)
         tasks = [asyncio.ensure_future(link.run()) for link in self.links]
         tasks.append(asyncio.ensure_future(self.bus.wait_for_disconnect()))  # type: ignore[no-untyped-call]
         try:

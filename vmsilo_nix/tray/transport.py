@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from dbus_fast import BusType
+from dbus_fast import Message as BusMessage
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import AuthError, DBusError, InvalidAddressError
 
@@ -30,6 +31,7 @@ from vmsilo_nix.channel.transport import (
 )
 from vmsilo_nix.errors import VmsiloError
 
+from .bus_names import DBUS, DBUS_PATH
 from .protocol import DEFAULT_PORT, FrameReader, Message, MessageType, encode
 
 log = logging.getLogger("vmsilo.tray")
@@ -125,6 +127,20 @@ async def serve(
 
 class TrayError(VmsiloError):
     """The tray cannot work: no session bus to show items on or read them from."""
+
+
+async def add_match(bus: MessageBus, rule: str) -> None:
+    """Have the bus send ``bus`` the signals that match ``rule``."""
+    await bus.call(
+        BusMessage(
+            destination=DBUS,
+            path=DBUS_PATH,
+            interface=DBUS,
+            member="AddMatch",
+            signature="s",
+            body=[rule],
+        )
+    )
 
 
 async def session_bus(address: str | None) -> MessageBus:
