@@ -34,7 +34,7 @@ from vmsilo_nix.channel import protocol as p
 from vmsilo_nix.channel.client import Session, run_command
 from vmsilo_nix.channel.transport import UnixAddress, VsockAddress, connect, peer_allowed
 from vmsilo_nix.guest.agent import AgentConfig, command_for
-from vmsilo_nix.guest.spawn import GuestUser, SpawnError
+from vmsilo_nix.guest.spawn import Command, GuestUser, SpawnError, spawn
 
 from .procs import gone
 
@@ -349,6 +349,20 @@ def test_a_directory_the_user_cannot_enter_is_refused(agent: AgentProcess) -> No
         assert err.decode() == f"vmsilo: cannot change to {private}: Permission denied\n"
     finally:
         os.rmdir(private)
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "terminal"])
+def test_a_command_that_cannot_start_leaves_no_descriptor_open(
+    tty: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    uid = os.geteuid() or 1000  # root may become anyone, another user only itself
+    user = GuestUser("alice", uid, uid, (uid,), "/", "/bin/sh")
+    # The child program's interpreter is missing, so starting it fails in this process.
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        spawn(Command(argv=("true",), env={}, cwd="/", tty=tty), user)
+    assert sorted(os.listdir("/proc/self/fd")) == before
 
 
 def test_a_start_without_argv_runs_the_login_shell() -> None:

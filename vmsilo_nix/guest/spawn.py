@@ -261,23 +261,8 @@ def spawn(command: Command, user: GuestUser) -> Child:
     stdin_r, stdin_w = os.pipe()
     stdout_r, stdout_w = os.pipe()
     stderr_r, stderr_w = os.pipe()
-    try:
-        popen = subprocess.Popen(
-            _child_argv(command, user, ctty=False),
-            stdin=stdin_r,
-            stdout=stdout_w,
-            stderr=stderr_w,
-            env={},
-            start_new_session=True,
-            umask=0o022,
-        )
-    except BaseException:
-        for fd in (stdin_w, stdout_r, stderr_r):
-            os.close(fd)
-        raise
-    finally:
-        for fd in (stdin_r, stdout_w, stderr_w):
-            os.close(fd)
+    theirs, ours = (stdin_r, stdout_w, stderr_w), (stdin_w, stdout_r, stderr_r)
+    popen = _start(command, user, theirs, ours=ours, ctty=False)
     return Child(popen, stdin=stdin_w, stdout=stdout_r, stderr=stderr_r, tty=False)
 
 
@@ -295,18 +280,40 @@ def _spawn_tty(command: Command, user: GuestUser) -> Child:
                 tty_gid = -1
             os.fchown(slave, user.uid, tty_gid)
             os.fchmod(slave, 0o620)
-        popen = subprocess.Popen(
-            _child_argv(command, user, ctty=True),
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
+    except BaseException:
+        os.close(master)
+        os.close(slave)
+        raise
+    popen = _start(command, user, (slave, slave, slave), ours=(master,), ctty=True)
+    return Child(popen, stdin=master, stdout=master, stderr=None, tty=True)
+
+
+def _start(
+    command: Command,
+    user: GuestUser,
+    theirs: tuple[int, int, int],
+    *,
+    ours: tuple[int, ...],
+    ctty: bool,
+) -> subprocess.Popen[bytes]:
+    """The child program on ``theirs`` (its stdin, stdout and stderr; a terminal's one end is
+    all three, and with ``ctty`` its controlling terminal), in a session of its own with
+    nothing of our environment. ``theirs`` is closed here either way, ``ours`` (the other ends)
+    when it cannot start."""
+    try:
+        return subprocess.Popen(
+            _child_argv(command, user, ctty=ctty),
+            stdin=theirs[0],
+            stdout=theirs[1],
+            stderr=theirs[2],
             env={},
             start_new_session=True,
             umask=0o022,
         )
     except BaseException:
-        os.close(master)
+        for fd in ours:
+            os.close(fd)
         raise
     finally:
-        os.close(slave)
-    return Child(popen, stdin=master, stdout=master, stderr=None, tty=True)
+        for fd in set(theirs):
+            os.close(fd)
