@@ -15,12 +15,17 @@ import attrs
 import pytest
 
 from vmsilo_nix.cli import app as cli
+from vmsilo_nix.nixeval.nix import NixOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SEED = ROOT.parent / "shared" / "seed" / "options.nix"
-# Offline: no binary cache to wait for, no flake registry to download.
-OFFLINE = ["--option", "substituters", "", "--option", "flake-registry", ""]
+# Offline: no binary cache to wait for, no flake registry to download; as vmsilo's flags, and
+# as the options of the engine's Nix calls.
+_OFFLINE = {"substituters": "", "flake-registry": ""}
+OFFLINE = [word for name, value in _OFFLINE.items() for word in ("--option", name, value)]
+OFFLINE_NIX = NixOptions(options=_OFFLINE)
+NO_CACHE_NIX = NixOptions(options={"substituters": ""})
 
 needs_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="nix is not installed")
 

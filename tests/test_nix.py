@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, install_program
+from tests.conftest import NO_CACHE_NIX, OFFLINE_NIX, ROOT, install_program, needs_nix
 from vmsilo_nix import process
 from vmsilo_nix.errors import NixError, NixNotFoundError, VmsiloError
 from vmsilo_nix.nixeval import nix
@@ -24,11 +23,6 @@ from vmsilo_nix.nixeval.nix import (
     NixVersion,
 )
 
-requires_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real nix binary")
-
-# Offline: no binary cache to wait for, no flake registry to download.
-OFFLINE = NixOptions(options={"substituters": "", "flake-registry": ""})
-NO_CACHE = NixOptions(options={"substituters": ""})
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
 # Derivations that build in milliseconds with nothing but /bin/sh, and attributes that do not.
@@ -82,7 +76,7 @@ def test_eval_file_argv() -> None:
         "--file",
         "/etc/vms.nix",
     ]
-    assert nix.eval_file_argv("/etc/vms.nix", "a.b", apply="x: x", opts=NO_CACHE) == [
+    assert nix.eval_file_argv("/etc/vms.nix", "a.b", apply="x: x", opts=NO_CACHE_NIX) == [
         "nix",
         *FEATURES,
         "--option",
@@ -318,52 +312,52 @@ def test_missing_nix_by_name() -> None:
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_eval_file_attr_and_apply(tmp_path: Path) -> None:
     path = tmp_path / "data.nix"
     path.write_text('{ x = { a = 1; b = [ "s" null true 1.5 ]; }; y = 2; }')
-    assert nix.eval_json_file(str(path), opts=OFFLINE) == {
+    assert nix.eval_json_file(str(path), opts=OFFLINE_NIX) == {
         "x": {"a": 1, "b": ["s", None, True, 1.5]},
         "y": 2,
     }
-    assert nix.eval_json_file(str(path), "x.a", opts=OFFLINE) == 1
-    assert nix.eval_json_file(str(path), apply="builtins.attrNames", opts=OFFLINE) == ["x", "y"]
+    assert nix.eval_json_file(str(path), "x.a", opts=OFFLINE_NIX) == 1
+    assert nix.eval_json_file(str(path), apply="builtins.attrNames", opts=OFFLINE_NIX) == ["x", "y"]
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_eval_file_calls_a_function_with_its_defaults(tmp_path: Path) -> None:
     path = tmp_path / "fn.nix"
     path.write_text("{ n ? 5 }: { v = n * 2; }")
-    assert nix.eval_json_file(str(path), "v", opts=OFFLINE) == 10
+    assert nix.eval_json_file(str(path), "v", opts=OFFLINE_NIX) == 10
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_eval_expr_pure_and_impure() -> None:
-    assert nix.eval_json_expr("1 + 1", apply="x: x * 10", opts=OFFLINE) == 20
+    assert nix.eval_json_expr("1 + 1", apply="x: x * 10", opts=OFFLINE_NIX) == 20
     with pytest.raises(NixError, match="currentSystem"):
-        nix.eval_json_expr("builtins.currentSystem", opts=OFFLINE)
-    system = nix.eval_json_expr("builtins.currentSystem", impure=True, opts=OFFLINE)
+        nix.eval_json_expr("builtins.currentSystem", opts=OFFLINE_NIX)
+    system = nix.eval_json_expr("builtins.currentSystem", impure=True, opts=OFFLINE_NIX)
     assert isinstance(system, str)
     assert system.endswith("-linux")
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_eval_flake_without_git(tmp_path: Path) -> None:
     (tmp_path / "flake.nix").write_text(
         '{ outputs = { self }: { vmsilo = { vms = [ "a" "b" ]; colour = "red"; }; }; }'
     )
     ref = f"path:{tmp_path}#vmsilo"
-    assert nix.eval_json_installable(ref, opts=OFFLINE) == {"vms": ["a", "b"], "colour": "red"}
-    assert nix.eval_json_installable(ref, apply="v: v.colour", opts=OFFLINE) == "red"
+    assert nix.eval_json_installable(ref, opts=OFFLINE_NIX) == {"vms": ["a", "b"], "colour": "red"}
+    assert nix.eval_json_installable(ref, apply="v: v.colour", opts=OFFLINE_NIX) == "red"
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_failing_eval_keeps_the_story_and_shows_the_last_error() -> None:
-    argv = nix.eval_expr_argv('builtins.trace "tracing" (throw "boom")', opts=OFFLINE)
+    argv = nix.eval_expr_argv('builtins.trace "tracing" (throw "boom")', opts=OFFLINE_NIX)
     with pytest.raises(NixError) as info:
         nix.run_json(argv)
     err = info.value
@@ -377,25 +371,25 @@ def test_failing_eval_keeps_the_story_and_shows_the_last_error() -> None:
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_half_printed_json_of_a_failed_eval_is_not_parsed() -> None:
     expr = '{ a = 1; b = [ (throw "boom") ]; }'
     # Nix really does print the start of the document before failing ...
-    raw = process.run(nix.eval_expr_argv(expr, opts=OFFLINE))
+    raw = process.run(nix.eval_expr_argv(expr, opts=OFFLINE_NIX))
     assert raw.returncode != 0
     assert raw.stdout.startswith('{"a":1')
     # ... and we report the failure instead of returning (or choking on) it.
     with pytest.raises(NixError, match="boom"):
-        nix.eval_json_expr(expr, opts=OFFLINE)
+        nix.eval_json_expr(expr, opts=OFFLINE_NIX)
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_build_three_drvs_matched_by_drv_path() -> None:
-    drvs = nix.eval_json_file(str(DRVS), apply=DRV_PATHS, opts=OFFLINE)
+    drvs = nix.eval_json_file(str(DRVS), apply=DRV_PATHS, opts=OFFLINE_NIX)
     assert isinstance(drvs, dict)
     wanted = {name: path for name, path in drvs.items() if isinstance(path, str)}
-    outcome = nix.build(list(wanted.values()), lambda _: None, opts=OFFLINE)
+    outcome = nix.build(list(wanted.values()), lambda _: None, opts=OFFLINE_NIX)
     built = outcome.built
     assert built is not None
     assert set(built) == set(wanted.values())
@@ -408,10 +402,10 @@ def test_build_three_drvs_matched_by_drv_path() -> None:
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_build_of_an_unknown_drv_fails() -> None:
     outcome = nix.build(
-        ["/nix/store/00000000000000000000000000000000-vmsilo-nope.drv"], print, opts=OFFLINE
+        ["/nix/store/00000000000000000000000000000000-vmsilo-nope.drv"], print, opts=OFFLINE_NIX
     )
     assert outcome.built is None and isinstance(outcome.error, NixError)
 
@@ -444,11 +438,11 @@ def _expected_shape(results: dict[nix.AttrPath, nix.DrvResult]) -> None:
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_eval_drvs_of_an_expression_in_one_call() -> None:
-    results = nix.eval_drvs(NixExpr(f"import {DRVS}", impure=True), opts=OFFLINE)
+    results = nix.eval_drvs(NixExpr(f"import {DRVS}", impure=True), opts=OFFLINE_NIX)
     _expected_shape(results)
-    drvs = nix.eval_json_file(str(DRVS), apply=DRV_PATHS, opts=OFFLINE)
+    drvs = nix.eval_json_file(str(DRVS), apply=DRV_PATHS, opts=OFFLINE_NIX)
     assert isinstance(drvs, dict)
     for name, drv_path in drvs.items():
         result = results[(name,)]
@@ -457,19 +451,19 @@ def test_eval_drvs_of_an_expression_in_one_call() -> None:
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_eval_drvs_of_what_a_function_selects() -> None:
     wrapper = ROOT / "tests" / "nix" / "drvs-wrapped.nix"
     selected = nix.eval_drvs(
-        NixExpr(f"import {wrapper}", impure=True), select="w: w.inner", opts=OFFLINE
+        NixExpr(f"import {wrapper}", impure=True), select="w: w.inner", opts=OFFLINE_NIX
     )
     _expected_shape(selected)
-    direct = nix.eval_drvs(NixExpr(f"import {DRVS}", impure=True), opts=OFFLINE)
+    direct = nix.eval_drvs(NixExpr(f"import {DRVS}", impure=True), opts=OFFLINE_NIX)
     assert selected == direct
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_eval_drvs_of_a_flake(tmp_path: Path) -> None:
     (tmp_path / "flake.nix").write_text(
         """{
@@ -482,7 +476,7 @@ def test_eval_drvs_of_a_flake(tmp_path: Path) -> None:
           };
         }"""
     )
-    results = nix.eval_drvs(FlakeRef(f"path:{tmp_path}#vms"), opts=OFFLINE)
+    results = nix.eval_drvs(FlakeRef(f"path:{tmp_path}#vms"), opts=OFFLINE_NIX)
     assert set(results) == {("a",), ("broken",)}
     assert isinstance(results[("a",)], Drv)
     broken = results[("broken",)]
@@ -491,7 +485,7 @@ def test_eval_drvs_of_a_flake(tmp_path: Path) -> None:
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.text(
@@ -499,14 +493,14 @@ def test_eval_drvs_of_a_flake(tmp_path: Path) -> None:
     )
 )
 def test_nix_string_round_trips_through_nix(text: str) -> None:
-    assert nix.eval_json_expr(nix.nix_string(text), opts=OFFLINE) == text
+    assert nix.eval_json_expr(nix.nix_string(text), opts=OFFLINE_NIX) == text
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_nix_value_round_trips_through_nix() -> None:
     value: nix.JSON = {"a": [1, "x${y}", None, True, '\\"\r\n'], "b": {"c": 1.5}}
-    assert nix.eval_json_expr(nix.nix_value(value), opts=OFFLINE) == value
+    assert nix.eval_json_expr(nix.nix_value(value), opts=OFFLINE_NIX) == value
 
 
 @pytest.mark.parametrize(

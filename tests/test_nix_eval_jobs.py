@@ -21,14 +21,9 @@ from vmsilo_nix.nixeval.nix import (
 )
 from vmsilo_nix.nixeval.nix_eval_jobs import EvalJobsOutputError
 
-from .conftest import ROOT, EvalJobs, install_program
+from .conftest import NO_CACHE_NIX, OFFLINE_NIX, ROOT, EvalJobs, install_program, needs_nix
 from .procs import gone
 
-requires_nix = pytest.mark.skipif(shutil.which("nix") is None, reason="needs a real nix binary")
-
-# Offline: no binary cache to wait for, no flake registry to download.
-OFFLINE = NixOptions(options={"substituters": "", "flake-registry": ""})
-NO_CACHE = NixOptions(options={"substituters": ""})
 FEATURES = ["--option", "extra-experimental-features", "nix-command flakes"]
 
 A_DRV = "/nix/store/4sxd2wn0pd1l7sp8fbfmkw5bbb9bcyp1-vm-a.drv"
@@ -218,7 +213,7 @@ def test_evaluate_with_a_fake_in_scrambled_order(eval_jobs: EvalJobs) -> None:
         FlakeRef("path:/src#vms"),
         workers=2,
         max_memory_mib=1024,
-        opts=NO_CACHE,
+        opts=NO_CACHE_NIX,
         on_result=lambda r: seen.append(r.attr_path),
     )
     assert results == EXPECTED
@@ -332,7 +327,7 @@ def _as_line(result: DrvResult) -> str:
 
 
 @pytest.mark.nix
-@requires_nix
+@needs_nix
 def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     eval_jobs: EvalJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -346,7 +341,7 @@ def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     (only_nix / "nix").symlink_to(real_nix)
     monkeypatch.setenv("PATH", str(only_nix))
     assert not nix_eval_jobs.available()
-    fallback = nix_eval_jobs.eval_drvs(source, opts=OFFLINE)
+    fallback = nix_eval_jobs.eval_drvs(source, opts=OFFLINE_NIX)
     assert set(fallback) == {("a",), ("b",), ("broken",), ("nested", "deep")}
     broken = fallback[("broken",)]
     assert isinstance(broken, EvalFailure)
@@ -355,12 +350,12 @@ def test_fallback_without_nix_eval_jobs_gives_the_same_mapping(
     # nix-eval-jobs printing the same results in another order: the same mapping.
     monkeypatch.setenv("PATH", f"{eval_jobs.program.parent}:{only_nix}")
     eval_jobs.answer(_as_line(r) for r in reversed(fallback.values()))
-    assert nix_eval_jobs.eval_drvs(source, opts=OFFLINE) == fallback
+    assert nix_eval_jobs.eval_drvs(source, opts=OFFLINE_NIX) == fallback
     argv = eval_jobs.argv()
     assert argv[-1] == f"import {DRVS}"
 
 
-@requires_nix
+@needs_nix
 def test_the_flake_selection_picks_the_attribute(tmp_path: Path) -> None:
     """What nix-eval-jobs gets for a function of a flake's attribute, evaluated by real Nix."""
     (tmp_path / "flake.nix").write_text('{ outputs = _: { a."b.c".d = 41; }; }')
@@ -368,4 +363,4 @@ def test_the_flake_selection_picks_the_attribute(tmp_path: Path) -> None:
         FlakeRef(f'path:{tmp_path}#a."b.c".d'), select="x: x + 1", workers=1, max_memory_mib=1
     )
     assert argv[-3:-1] == ["--impure", "--expr"]
-    assert nix.eval_json_expr(argv[-1], impure=True, opts=OFFLINE) == 42
+    assert nix.eval_json_expr(argv[-1], impure=True, opts=OFFLINE_NIX) == 42
