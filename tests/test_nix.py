@@ -24,6 +24,9 @@ from vmsilo_nix.nixeval.nix import (
 )
 
 FEATURES = ["--extra-experimental-features", "nix-command flakes"]
+# `nix build` as the engine runs it (before the derivations): every result as JSON, nothing
+# linked, all it can build, and the log for the progress display.
+BUILD = ["build", "--json", "--no-link", "--keep-going", "--log-format", "internal-json"]
 
 # Derivations that build in milliseconds with nothing but /bin/sh, and attributes that do not.
 DRVS = ROOT / "tests" / "nix" / "drvs.nix"
@@ -122,12 +125,7 @@ def test_build_argv_spells_drvs_per_version(version: NixVersion, targets: list[s
     assert argv == [
         "nix",
         *FEATURES,
-        "build",
-        "--json",
-        "--no-link",
-        "--keep-going",
-        "--log-format",
-        "internal-json",
+        *BUILD,
         *targets,
     ]
 
@@ -229,12 +227,7 @@ def test_build_matches_results_by_drv_path(
     argv = json.loads((fake_nix / "argv.json").read_text())
     assert argv == [
         *FEATURES,
-        "build",
-        "--json",
-        "--no-link",
-        "--keep-going",
-        "--log-format",
-        "internal-json",
+        *BUILD,
         *(p + suffix for p in wanted),
     ]
 
