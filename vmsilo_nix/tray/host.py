@@ -531,7 +531,11 @@ class VmLink:
         async with contextlib.aclosing(messages):  # type: ignore[type-var]
             while True:
                 try:
-                    msg = await asyncio.wait_for(anext(messages), None if hello else HELLO_TIMEOUT)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result
+                    # of a frame that comes just as the link is cancelled and drops the
+                    # cancellation, so the host shutting down kept reconnecting forever.
+                    async with asyncio.timeout(None if hello else HELLO_TIMEOUT):
+                        msg = await anext(messages)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
