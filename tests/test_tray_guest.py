@@ -4,6 +4,7 @@ connection)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +158,35 @@ def test_no_renderer_is_no_icon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (tmp_path / "vpn.svg").write_text(SVG)
     monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
     assert icons.render("vpn", str(tmp_path)) == ()
+
+
+class _Link:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    async def send(self, msg: object) -> None:
+        self.sent.append(msg)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_the_sender_stops_when_cancelled_as_a_change_comes() -> None:
+    """A change and the host's disconnect in the same moment: the sender must still stop (with
+    Python 3.11's wait_for it swallowed the cancellation and pinged a closed link forever)."""
+
+    async def scenario() -> tuple[bool, list[object]]:
+        server = object.__new__(guest.GuestServer)  # the sender needs no D-Bus
+        server._dirty, server._wake = {}, asyncio.Event()
+        link = _Link()
+        sender = asyncio.ensure_future(server._send(link))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # it waits for a change
+        server._wake.set()
+        sender.cancel()
+        await asyncio.wait({sender}, timeout=2)
+        stopped = sender.done() and sender.cancelled()
+        sender.cancel()
+        return stopped, link.sent
+
+    stopped, sent = asyncio.run(scenario())
+    assert stopped and sent == []

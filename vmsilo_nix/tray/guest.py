@@ -498,8 +498,11 @@ class GuestServer:
         tokens, last = float(SEND_BURST), time.monotonic()
         try:
             while True:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation
+                # that comes as the event is set, and this sender would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), PING_EVERY)
+                    async with asyncio.timeout(PING_EVERY):
+                        await self._wake.wait()
                 self._wake.clear()
                 if not self._dirty:
                     await link.send(protocol.Ping())
