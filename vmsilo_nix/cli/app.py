@@ -275,8 +275,14 @@ class _Command:
     run: Callable[[argparse.Namespace, Console, Console], int]
 
 
-def _delegated(command: str) -> Callable[[argparse.ArgumentParser], None]:
-    return lambda p: _delegate(command).add_arguments(p)
+def _delegated(command: str, help: str, description: str) -> _Command:
+    """A command whose arguments and code live in its own room (``DELEGATED``)."""
+    return _Command(
+        help=help,
+        description=description,
+        add=lambda p: _delegate(command).add_arguments(p),
+        run=lambda args, out, err: int(_delegate(command).run(args)),
+    )
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -798,18 +804,6 @@ def cmd_generate(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK if built_ok else EXIT_BUILD_FAILED
 
 
-def cmd_wayland_context(args: argparse.Namespace, out: Console, err: Console) -> int:
-    return int(_delegate("wayland-context").run(args))
-
-
-def cmd_channel(args: argparse.Namespace, out: Console, err: Console) -> int:
-    return int(_delegate("channel").run(args))
-
-
-def cmd_guest_setup(args: argparse.Namespace, out: Console, err: Console) -> int:
-    return int(_delegate("guest-setup").run(args))
-
-
 # Commands that build their data, print it and exit (the others serve for a VM's lifetime).
 BATCH = frozenset(
     {"check", "eval", "plan", "show", "generate", "build", "status", "options", "facts"}
@@ -873,26 +867,23 @@ COMMANDS: dict[str, _Command] = {
         add=_status_command,
         run=cmd_status,
     ),
-    "wayland-context": _Command(
+    "wayland-context": _delegated(
+        "wayland-context",
         help="serve a VM's Wayland socket under its security context (run by proxy scripts)",
         description="Create a listening socket, register it with the compositor through "
         "wp_security_context_v1 with the VM's identity, and keep it until stopped.",
-        add=_delegated("wayland-context"),
-        run=cmd_wayland_context,
     ),
-    "channel": _Command(
+    "channel": _delegated(
+        "channel",
         help="run commands in a VM (vm-run, vm-shell), or serve them inside a guest",
         description="The host-guest command channel over vsock: `run` and `shell` on the host, "
         "`agent` in the guest.",
-        add=_delegated("channel"),
-        run=cmd_channel,
     ),
-    "guest-setup": _Command(
+    "guest-setup": _delegated(
+        "guest-setup",
         help="inside a guest at boot: network files, hostname and shares from the VM identity",
         description="Read the VM's identity from the kernel command line, write its "
         "systemd-networkd files, set the hostname and mount its virtiofs shares.",
-        add=_delegated("guest-setup"),
-        run=cmd_guest_setup,
     ),
     "options": _Command(
         help="print the option schema (NixOS module, JSON Schema or Markdown)",

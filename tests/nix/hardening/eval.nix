@@ -11,14 +11,8 @@ let
     system = "x86_64-linux";
     modules = [
       ../../../nix/module.nix
+      ../real/base.nix
       {
-        fileSystems."/" = {
-          device = "/dev/disk/by-label/nixos";
-          fsType = "ext4";
-        };
-        boot.loader.grub.enable = false;
-        users.users.alice.isNormalUser = true;
-        system.stateVersion = "26.05";
         programs.vmsilo = lib.recursiveUpdate (import ../../../examples/desktop.nix) (
           builtins.fromJSON set
         );
