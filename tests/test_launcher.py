@@ -40,8 +40,8 @@ CONFIG: dict[str, Any] = {
             "gpu": False,
             "rootOverlay": {"size": "2G"},
             "sound": {"capture": True},
-            "sharedHome": "/srv/box home",
-            "sharedDirectories": {"docs": {"path": "/srv/a,b $HOME", "readonly": True}},
+            "sharedHome": "@TMP@/box home",
+            "sharedDirectories": {"docs": {"path": "@TMP@/a,b $HOME", "readonly": True}},
             "network": {"interfaces": {"wan": {"tap": {"name": "vt-box"}}}},
             "kernelParams": ["quiet", "x='y z'"],
         },
@@ -53,6 +53,19 @@ CONFIG: dict[str, Any] = {
 class Rig:
     def __init__(self, tmp: Path, config_data: dict[str, Any] = CONFIG) -> None:
         self.tmp = tmp
+        # shared directories below tmp (@TMP@), made as the user would make them
+        config_data = json.loads(json.dumps(config_data).replace("@TMP@", str(tmp)))
+        for vm in config_data["nixosVms"]:
+            if isinstance(vm.get("sharedHome"), str):
+                Path(vm["sharedHome"]).mkdir(parents=True)
+            for share in vm.get("sharedDirectories", {}).values():
+                Path(share["path"]).mkdir(parents=True)
+        # the user's session: a runtime directory with a PipeWire socket
+        self.session = tmp / "session"
+        self.session.mkdir()
+        self.pipewire = socket.socket(socket.AF_UNIX)
+        self.pipewire.bind(str(self.session / "pipewire-0"))
+        self.pipewire.listen()
         self.record = tmp / "record"
         self.record.mkdir()
         self.bin = tmp / "bin"
@@ -75,6 +88,7 @@ class Rig:
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",
             "VMSILO_RECORD": str(self.record),
+            "XDG_RUNTIME_DIR": str(self.session),
             "VMSILO_BEHAVE_VIRTIOFSD": "serve",
             "VMSILO_BEHAVE_VHOST_DEVICE_SOUND": "serve",
         }
@@ -200,9 +214,9 @@ SLOW = {
     "nixosVms": [
         {
             "name": "wl",
-            "sharedHome": "/srv/wl",
+            "sharedHome": "@TMP@/wl",
             "sound": {"playback": False},
-            "sharedDirectories": {"docs": {"path": "/srv/docs"}},
+            "sharedDirectories": {"docs": {"path": "@TMP@/docs"}},
         }
     ],
 }
@@ -258,8 +272,74 @@ def test_wayland_wait_says_what_it_waited_for_and_how_long(slow_rig: Rig) -> Non
     waited = time.monotonic() - began
     assert proc.returncode == 1
     assert (
-        f"waited 4s for the VM's Wayland proxy (a service of the user's graphical session) "
+        "waited 4s for the VM's Wayland proxy (vmsilo-wl-wayland.service, a user unit of the VM "
+        "user's graphical session: is that session running?) "
         f"to create its socket {vm.wayland.socket}; giving up"
     ) in err
     assert waited >= 3.9  # the whole wait, although the launcher started more than 4 s ago
     assert slow_rig.calls("crosvm") == []
+
+
+@pytest.mark.parametrize(
+    ("share", "option"),
+    [
+        ("home", "sharedHome"),
+        ("docs", "sharedDirectories.docs.path"),
+    ],
+)
+def test_a_missing_shared_directory_refuses_the_start_naming_the_option(
+    rig: Rig, share: str, option: str
+) -> None:
+    box = rig.plan.vms["box"]
+    (missing,) = [s.shared_dir for s in box.virtiofsd if s.tag == share]
+    Path(missing).rmdir()
+    proc = rig.launch("box", crosvm="sleep")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert err == (
+        f"vmsilo-launch[box]: programs.vmsilo.nixosVms[0] (box).{option}: the directory "
+        f"{missing} does not exist; create it (the VM user must be able to read it) before "
+        "starting box\n"
+    )
+    assert rig.calls("crosvm") == []
+
+
+def test_the_default_home_says_the_host_module_makes_it(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, {"user": "alice", "nixosVms": [{"name": "box", "gpu": False}]})
+    (home,) = rig.plan.vms["box"].virtiofsd
+    assert home.shared_dir == "/shared/box" and not Path(home.shared_dir).exists()
+    proc = rig.launch("box", crosvm="sleep")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert err == (
+        "vmsilo-launch[box]: programs.vmsilo.nixosVms[0] (box).sharedHome: the directory "
+        "/shared/box does not exist; vmsilo's host module creates it at boot and at every switch "
+        "(systemd-tmpfiles); as root, run systemd-tmpfiles --create, or switch to the "
+        "configuration again\n"
+    )
+    assert rig.calls("virtiofsd") == [] and rig.calls("crosvm") == []
+
+
+def test_without_the_users_pipewire_sound_refuses_at_once(rig: Rig) -> None:
+    """The launcher runs in a system unit: it finds the user's PipeWire under
+    /run/user/<uid> when the unit gives no XDG_RUNTIME_DIR, and says at once when there is
+    none (no session) instead of starting a backend that cannot play."""
+    env = {k: v for k, v in rig.env.items() if k != "XDG_RUNTIME_DIR"}
+    rig.env = env
+    proc = rig.launch("box", crosvm="sleep")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    socket_path = f"/run/user/{os.getuid()}/pipewire-0"
+    assert (
+        "vmsilo-launch[box]: programs.vmsilo.nixosVms[0] (box).sound.capture: sound needs the "
+        "PipeWire of the VM user's session, and it is not running (no socket "
+        f"{socket_path}); log in first"
+    ) in err
+    assert rig.calls("vhost-device-sound") == [] and rig.calls("crosvm") == []
+    # with the session's runtime directory, it starts (the backend sees it too)
+    rig.env["XDG_RUNTIME_DIR"] = str(rig.session)
+    proc = rig.launch("box", crosvm="sleep")
+    rig.wait_for("crosvm")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 143

@@ -26,8 +26,9 @@ BALLOOND_RUNTIME_DIRECTORY: Final = "vmsilo-balloond"
 GUEST_HOME: Final = "/home/user"
 #: The virtiofs tag of the sharedHome share.
 HOME_TAG: Final = "home"
-#: The host directory of ``sharedHome = true``.
-DEFAULT_SHARED_HOME: Final = "/shared/{vm}"
+#: The host directory of ``sharedHome = true`` (the host module creates it, and its parent).
+SHARED_ROOT: Final = "/shared"
+DEFAULT_SHARED_HOME: Final = SHARED_ROOT + "/{vm}"
 #: Where the guest mounts every other share: ``/mnt/<tag>``.
 GUEST_SHARES_DIR: Final = "/mnt"
 
@@ -62,6 +63,10 @@ PROGRAMS_MOUNT: Final = "/nix/.ro-programs"
 #: (bin/ on PATH, share/ in XDG_DATA_DIRS), like /run/current-system/sw.
 PROGRAMS_LINK: Final = "/run/vmsilo/programs"
 
+#: The launcher's exit status when it is told to stop (SIGTERM, as `systemctl stop` sends): the
+#: VM unit counts it as a clean stop (SuccessExitStatus), not as a failure.
+LAUNCHER_STOPPED_STATUS: Final = 143
+
 #: What stands in an argv for an artifact Nix has not built yet (``<unbuilt:kernel>``).
 UNBUILT: Final = "<unbuilt:{}>"
 
@@ -75,6 +80,9 @@ def for_nix() -> dict[str, object]:
         "stateDir": STATE_DIR,
         "balloondRuntimeDirectory": BALLOOND_RUNTIME_DIRECTORY,
         "guestHome": GUEST_HOME,
+        "sharedRoot": SHARED_ROOT,
+        "defaultSharedHome": DEFAULT_SHARED_HOME,
+        "launcherStoppedStatus": LAUNCHER_STOPPED_STATUS,
         "homeTag": HOME_TAG,
         "guestSharesDir": GUEST_SHARES_DIR,
         "agentVsockPort": AGENT_VSOCK_PORT,

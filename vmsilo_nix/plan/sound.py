@@ -25,8 +25,10 @@ decided on the host, where the guest cannot change it:
 first remaining argument to ``system()``: the program is one shell command string, not an
 argv. The plan therefore shell-quotes the backend's argv into one word (prefixed with ``exec``
 so that the shell does not stay in between) and passes it after ``--``. ``pw-container`` waits
-for that command and exits after it; stop it by its process group (systemd's default for a
-unit), since the backend, not ``pw-container``, is the process that holds the socket.
+for that command and exits after it. It reads SIGTERM and SIGINT from a signalfd, so it blocks
+them, and the command inherits that mask (seen with Debian 13's PipeWire 1.4): the backend
+never sees SIGTERM, so the launcher stops that process group with SIGKILL (the backend holds
+nothing to save).
 """
 
 from __future__ import annotations

@@ -51,6 +51,8 @@ class VirtiofsPlan:
     readonly: bool
     argv: tuple[Arg, ...]  # argv[0] is the virtiofsd executable
     sources: tuple[OptionPath, ...]
+    dir_source: OptionPath  # the option that names shared_dir: what a missing one is told by
+    host_creates: bool  # the default home: the host module creates it (tmpfiles), not the user
 
 
 def plan_virtiofs(
@@ -74,6 +76,7 @@ def plan_virtiofs(
                 SharedDirectory(path=home),
                 share_src=home_src,
                 settings_src=None,
+                host_creates=vm.shared_home is True,
             )
         )
     for tag in sorted(vm.shared_directories):
@@ -99,6 +102,7 @@ def _plan(
     *,
     share_src: OptionPath,
     settings_src: OptionPath | None,
+    host_creates: bool = False,
 ) -> VirtiofsPlan:
     """``settings_src`` is None for the home share, whose settings are the defaults."""
     path_src = share_src if settings_src is None else (*settings_src, "path")
@@ -151,6 +155,8 @@ def _plan(
         readonly=s.readonly,
         argv=tuple(out),
         sources=(share_src,),
+        dir_source=path_src,
+        host_creates=host_creates,
     )
 
 

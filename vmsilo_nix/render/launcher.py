@@ -12,7 +12,9 @@ import shlex
 from collections.abc import Sequence
 from importlib import resources
 
-from vmsilo_nix.plan.argv import Arg, flatten
+from vmsilo_nix import facts
+from vmsilo_nix.config.paths import vm_option_path
+from vmsilo_nix.plan.argv import Arg, OptionPath, flatten
 from vmsilo_nix.plan.host import VmPlan
 
 SOCKET_WAIT_SECONDS = 10
@@ -40,6 +42,21 @@ def shell_template(name: str) -> str:
     return resources.files("vmsilo_nix.render").joinpath("sh", name).read_text(encoding="utf-8")
 
 
+def _option(p: VmPlan, path: OptionPath) -> str:
+    """An option of this VM as the user wrote it, e.g. ``programs.vmsilo.nixosVms[0]
+    (banking).sharedHome``."""
+    return vm_option_path(p.index, p.name, path[2:])
+
+
+def _missing_hint(p: VmPlan, host_creates: bool) -> str:
+    if host_creates:
+        return (
+            "vmsilo's host module creates it at boot and at every switch (systemd-tmpfiles); "
+            "as root, run systemd-tmpfiles --create, or switch to the configuration again"
+        )
+    return f"create it (the VM user must be able to read it) before starting {p.name}"
+
+
 def render_launcher(p: VmPlan, fingerprint: str) -> str:
     lines = [HEADER.format(what="Launcher", vm=p.name)]
     if p.unbuilt:
@@ -51,6 +68,7 @@ def render_launcher(p: VmPlan, fingerprint: str) -> str:
     lines.append(f"overlay={q(p.overlay.path or '')}")
     lines.append(f"socket_wait={SOCKET_WAIT_SECONDS}")
     lines.append(f"stop_grace={STOP_GRACE_SECONDS}")
+    lines.append(f"stopped_status={facts.LAUNCHER_STOPPED_STATUS}")
     lines.append(shell_template("launcher-prelude.bash"))
 
     lines.append("# TAP devices: created by the host configuration; created here when allowed")
@@ -71,6 +89,8 @@ def render_launcher(p: VmPlan, fingerprint: str) -> str:
 
     for share in p.virtiofsd:
         lines.append(f"# virtiofsd of share {share.tag}")
+        option, hint = _option(p, share.dir_source), _missing_hint(p, share.host_creates)
+        lines.append(f"need_directory {command([share.shared_dir, option, hint])}")
         lines.append(f"sockets+=({q(share.socket)})")
         lines.append(f"rm -f -- {q(share.socket)}")
         lines.append("start " + command(flatten(share.argv)))
@@ -78,15 +98,22 @@ def render_launcher(p: VmPlan, fingerprint: str) -> str:
         lines.append(f'wait_for_socket {q(share.socket)} {q(what)} "${{children[-1]}}"')
     if p.sound is not None:
         lines.append("# sound backend")
+        playback, capture = p.sound.sources  # the option that asked for sound
+        lines.append(f"need_pipewire {q(_option(p, capture if p.sound.capture else playback))}")
         lines.append(f"sockets+=({q(p.sound.socket)})")
         lines.append(f"rm -f -- {q(p.sound.socket)}")
-        lines.append("start " + command(flatten(p.sound.argv)))
+        # without capture, under pw-container: its backend cannot take SIGTERM (the prelude)
+        starter = "start" if p.sound.capture else "start_killed"
+        lines.append(f"{starter} " + command(flatten(p.sound.argv)))
         lines.append(
             f"wait_for_socket {q(p.sound.socket)} 'the sound backend' \"${{children[-1]}}\""
         )
     if p.wayland is not None:
         lines.append("# the Wayland socket comes from the VM's proxy script (the user's session)")
-        what = "the VM's Wayland proxy (a service of the user's graphical session)"
+        what = (
+            f"the VM's Wayland proxy (vmsilo-{p.name}-wayland.service, a user unit of the VM "
+            "user's graphical session: is that session running?)"
+        )
         lines.append(f"wait_for_socket {q(p.wayland.socket)} {q(what)}")
 
     lines.append("# what is running, for vm-status to compare with the installed configuration")

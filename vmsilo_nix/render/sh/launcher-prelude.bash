@@ -1,5 +1,7 @@
-# The launcher's helpers; vm, runtime, overlay, socket_wait and stop_grace are set above.
+# The launcher's helpers; vm, runtime, overlay, socket_wait, stop_grace and stopped_status are
+# set above.
 children=()
+killed=()  # children whose group cannot take SIGTERM (start_killed): SIGKILL at once
 sockets=()
 
 say() { printf 'vmsilo-launch[%s]: %s\n' "$vm" "$*" >&2; }
@@ -12,11 +14,14 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   local pid
-  for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # Each child leads its own process group (set -m below): the group reaches what a child
+  # started itself, such as the backend pw-container runs through a shell.
+  for pid in "${killed[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   now_us
   local start=$REPLY
   for pid in "${children[@]}"; do
-    while kill -0 "$pid" 2>/dev/null; do
+    while kill -0 -- "-$pid" 2>/dev/null; do
       now_us
       if ((REPLY - start >= stop_grace * 1000000)); then
         say "process $pid did not exit within ${stop_grace}s of SIGTERM; killing it"
@@ -24,7 +29,7 @@ cleanup() {
       fi
       sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   local path
@@ -35,11 +40,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'exit "$stopped_status"' TERM
 
+# Job control: every background child gets a process group of its own, led by it.
+set -m
 start() {  # start a child in the background and remember it
   "$@" &
   children+=("$!")
+}
+# pw-container blocks SIGTERM and SIGINT (it reads them from a signalfd) and the command it
+# runs inherits that mask, so a backend under it never sees SIGTERM; it keeps nothing to save.
+start_killed() {
+  start "$@"
+  killed+=("$!")
 }
 
 wait_for_socket() {  # PATH WHAT [PID]: wait up to socket_wait seconds, from now, for PATH
@@ -58,6 +71,23 @@ wait_for_socket() {  # PATH WHAT [PID]: wait up to socket_wait seconds, from now
     fi
     sleep 0.05
   done
+}
+
+need_directory() {  # DIR OPTION HINT: refuse to start when a shared directory is missing
+  [[ -d $1 ]] && return 0
+  say "$2: the directory $1 does not exist; $3"
+  exit 1
+}
+
+# The sound backend is a client of the VM user's PipeWire, which belongs to the user's session
+# (their systemd user manager), not to this system service: find it where that session keeps
+# it, and say so at once when no session runs, rather than starting a backend that cannot play.
+need_pipewire() {  # OPTION: the option that asked for sound
+  export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/run/user/$UID}"
+  local socket="${PIPEWIRE_RUNTIME_DIR:-$XDG_RUNTIME_DIR}/pipewire-0"
+  [[ -S $socket ]] && return 0
+  say "$1: sound needs the PipeWire of the VM user's session, and it is not running (no socket $socket); log in first (or let the user's session linger: loginctl enable-linger), or turn sound off"
+  exit 1
 }
 
 mkdir -p -- "$runtime"
