@@ -126,10 +126,24 @@ let
       builtins.isAttrs vm.gpu
       && lib.elem "cross-domain" (lib.splitString ":" (toString (vm.gpu.context-types or "")))
     );
+  hasSound = vm: vm.sound.playback || vm.sound.capture;
+  # The user-manager target an autoStart VM waits for (the engine's VmPlan.needs; the tests
+  # compare the two): its Wayland socket comes from the user's graphical session, its sound
+  # backend is a client of the user's PipeWire (the user's manager). null: it starts at boot.
+  sessionTarget =
+    vm:
+    if forwardsWayland vm then
+      "graphical-session.target"
+    else if hasSound vm then
+      "default.target"
+    else
+      null;
   hasTaps = vm: vm.network.interfaces != { };
   libexec = "${tree}/libexec/vmsilo";
 
   runtimeDir = vm: "${facts.runDir}/${vm.name}";
+  defaultHomeVms = lib.filter (vm: vm.sharedHome == true) cfg.nixosVms;
+  defaultHome = vm: builtins.replaceStrings [ "{vm}" ] [ vm.name ] facts.defaultSharedHome;
   userGroup = config.users.users.${cfg.user}.group or "users";
   hasPci = vm: vm.pciDevices != [ ];
 
@@ -140,7 +154,9 @@ let
       # Requires= also starts them: `vm-start work` starts net, work's dependsOn, first.
       requires = map unit vm.dependsOn ++ lib.optional (hasTaps vm) "vmsilo-${vm.name}-taps.service";
       after = map unit vm.dependsOn ++ lib.optional (hasTaps vm) "vmsilo-${vm.name}-taps.service";
-      wantedBy = lib.optional vm.autoStart "multi-user.target";
+      # An autoStart VM whose devices need the user's session starts with that session
+      # (autoStartService), since at boot nobody is logged in; any other one at boot.
+      wantedBy = lib.optional (vm.autoStart && sessionTarget vm == null) "multi-user.target";
       # A unit that is gone after a switch is stopped by switch-to-configuration; a changed
       # one is left running (vm-status then says "outdated") rather than killing the VM.
       restartIfChanged = false;
@@ -155,6 +171,8 @@ let
         StateDirectoryMode = "0700";
         # The launcher stops its own children; SIGTERM goes to it alone first.
         KillMode = "mixed";
+        # ... and then exits with this status: a stop, not a failure.
+        SuccessExitStatus = [ facts.launcherStoppedStatus ];
         TimeoutStopSec = 30;
         Restart = "no";
         # Hardening crosvm and virtiofsd tolerate: both sandbox themselves with namespaces
@@ -194,6 +212,24 @@ let
         ProtectSystem = "strict";
         ProtectHome = true;
         PrivateTmp = true;
+      };
+    };
+  };
+  # Starts an autoStart VM when the session its devices need is there: vm-start, as the user,
+  # through the polkit rule, so the VM is the same system unit as when started by hand.
+  autoStartService = vm: {
+    name = "vmsilo-${vm.name}-autostart";
+    value = {
+      description = "Start vmsilo VM ${vm.name} with the session its devices need";
+      wantedBy = [ (sessionTarget vm) ];
+      after = [
+        (sessionTarget vm)
+      ]
+      ++ lib.optional (forwardsWayland vm) "vmsilo-${vm.name}-wayland.service"
+      ++ lib.optional (hasSound vm) "pipewire.socket";
+      serviceConfig = {
+        Type = "oneshot";
+        ExecStart = "${tree}/bin/vm-start ${vm.name}";
       };
     };
   };
@@ -362,7 +398,11 @@ in
           };
         };
     };
-    systemd.user.services = lib.listToAttrs (map proxyService (lib.filter forwardsWayland cfg.nixosVms))
+    systemd.user.services =
+      lib.listToAttrs (
+        map proxyService (lib.filter forwardsWayland cfg.nixosVms)
+        ++ map autoStartService (lib.filter (vm: vm.autoStart && sessionTarget vm != null) cfg.nixosVms)
+      )
     // lib.optionalAttrs (hasDaemon "vmsilo-tray") {
       vmsilo-tray = {
         description = "vmsilo tray icons of the VMs";
@@ -378,10 +418,14 @@ in
 
     # Each VM's sockets (crosvm's control socket, virtiofsd, sound, Wayland) live in a
     # directory only the VM user may enter: whoever reaches the control socket controls the VM.
+    # The default shared home (sharedHome = true) is the module's to create, the user's alone;
+    # a path the user wrote is theirs to create (the launcher refuses to start without it).
     systemd.tmpfiles.rules = [
       "d ${facts.runDir} 0755 root root - -"
     ]
-    ++ map (vm: "d ${runtimeDir vm} 0700 ${cfg.user} ${userGroup} - -") cfg.nixosVms;
+    ++ map (vm: "d ${runtimeDir vm} 0700 ${cfg.user} ${userGroup} - -") cfg.nixosVms
+    ++ lib.optional (defaultHomeVms != [ ]) "d ${facts.sharedRoot} 0755 root root - -"
+    ++ map (vm: "d ${defaultHome vm} 0700 ${cfg.user} ${userGroup} - -") defaultHomeVms;
 
     security.polkit.enable = true;
     security.polkit.extraConfig = polkitRule;

@@ -67,7 +67,8 @@ def check_planned(
         return checks.findings(config, planned[-1])
 
     config = rules.check(raw, find)
-    return Checked(config, planned[-1], tuple(rules.warnings(config)))
+    found = rules.warnings(config) + checks.warnings(config, planned[-1])
+    return Checked(config, planned[-1], tuple(found))
 
 
 def load_planned(

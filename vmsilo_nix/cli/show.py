@@ -37,7 +37,22 @@ def vm(p: Plan, name: str) -> Iterator[RenderableType]:
     yield from _network(v)
     yield _overlay(v)
     yield _wayland(v)
-    yield Text("starts at boot" if v.auto_start else "starts on first use")
+    yield Text(starts(v))
+
+
+#: When an autoStart VM starts, by what its devices need (VmPlan.needs).
+_STARTS = {
+    "boot": "starts at boot",
+    "session": "starts when the VM user's session starts (its sound needs the user's PipeWire)",
+    "graphical-session": (
+        "starts when the VM user's graphical session starts (its GPU needs the session's "
+        "Wayland socket)"
+    ),
+}
+
+
+def starts(v: VmPlan) -> str:
+    return _STARTS[v.needs] if v.auto_start else "starts on first use"
 
 
 def _heading(v: VmPlan) -> Text:

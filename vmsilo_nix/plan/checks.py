@@ -35,6 +35,31 @@ def findings(config: Config, planned: Plan | None = None) -> list[Problem]:
     return [Problem(format_path(path, names), message, path) for path, message in unique]
 
 
+def warnings(config: Config, planned: Plan) -> list[Problem]:
+    """What works, but not as the configuration seems to ask (``planned`` is its plan)."""
+    names = [vm.name for vm in config.nixos_vms]
+    found = [f for i, vm in enumerate(config.nixos_vms) for f in _session_start(vm, i, planned)]
+    return [Problem(format_path(path, names), message, path, "warning") for path, message in found]
+
+
+def _session_start(vm: Vm, i: int, planned: Plan) -> Iterator[Finding]:
+    """An autoStart VM whose devices belong to the VM user's session cannot start at boot,
+    before anyone logs in: it starts with that session instead."""
+    needs = planned.vms[vm.name].needs
+    if not vm.auto_start or needs == "boot":
+        return
+    if needs == "graphical-session":
+        why = "its GPU takes the Wayland socket of the VM user's graphical session"
+        when, off = "that session starts", "gpu = false and sound.playback = false"
+    else:
+        why = "its sound backend is a client of the VM user's PipeWire"
+        when, off = "the user's session starts (login, or lingering)", "sound.playback = false"
+    yield (
+        ("nixosVms", i, "autoStart"),
+        f"{why}, so it starts when {when}, not at boot; for a VM that starts at boot, set {off}",
+    )
+
+
 def _command_line(vm: Vm, i: int, argv: Sequence[Arg]) -> Iterator[Finding]:
     """The whole kernel command line crosvm builds (its own parameters, vmsilo's, then the
     user's kernelParams) fits crosvm's 2047 bytes."""

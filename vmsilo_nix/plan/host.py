@@ -40,6 +40,19 @@ class VmPlan:
     auto_start: bool
     unbuilt: tuple[str, ...]  # artifacts Nix has not supplied: kernel, initrd, rootImage, ...
 
+    @property
+    def needs(self) -> str:
+        """What the VM's devices need of the VM user, and so when an autoStart VM can start:
+        ``"graphical-session"`` (its Wayland socket comes from the user's graphical session),
+        ``"session"`` (its sound backend is a client of the user's PipeWire, which runs in the
+        user's systemd manager) or ``"boot"`` (nothing of the user's). The host module's
+        ``sessionTarget`` is the same rule in Nix; tests compare the two."""
+        if self.wayland is not None:
+            return "graphical-session"
+        if self.sound is not None:
+            return "session"
+        return "boot"
+
 
 @attrs.frozen(kw_only=True)
 class Plan:
@@ -190,6 +203,7 @@ def vm_json(p: VmPlan, paths: OptionPaths) -> dict[str, Any]:
             "color": p.wayland.color,
         },
         "autoStart": p.auto_start,
+        "needs": p.needs,
         "unbuilt": list(p.unbuilt),
     }
 
