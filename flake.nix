@@ -64,6 +64,7 @@
               {
                 programs.vmsilo = import ./examples/desktop.nix;
                 users.users.alice.isNormalUser = true;
+                services.pipewire.enable = true; # the VMs' sound plays there
                 fileSystems."/" = {
                   device = "/dev/disk/by-label/nixos";
                   fsType = "ext4";

@@ -39,7 +39,7 @@ let
   sommelierUsable = cfg._internal.sommelier.meta.available or true;
   sommelierMessage =
     vm:
-    "programs.vmsilo.nixosVms[${toString (lib.lists.findFirstIndex (v: v.name == vm.name) 0 cfg.nixosVms)}] (${vm.name}).waylandProxy = \"sommelier\", but nixpkgs' sommelier is marked broken or unavailable; use waylandProxy = \"wayland-proxy-virtwl\", or set programs.vmsilo._internal.sommelier to a sommelier package that builds.";
+    "${vmPath vm}.waylandProxy = \"sommelier\", but nixpkgs' sommelier is marked broken or unavailable; use waylandProxy = \"wayland-proxy-virtwl\", or set programs.vmsilo._internal.sommelier to a sommelier package that builds.";
   # VM name -> its guest NixOS system (VMs without guestConfig share one evaluation).
   guestSystems = guestSets.systems;
   builtFor = vm: guestSystems.${vm.name}.config.system.build;
@@ -299,7 +299,10 @@ let
       }) (map (a: a.message) (lib.filter (a: !a.assertion) guestSystems.${vm.name}.config.assertions))
     ) cfg.nixosVms
   );
-  soundVms = lib.filter (vm: vm.sound.playback || vm.sound.capture) cfg.nixosVms;
+  soundVms = lib.filter hasSound cfg.nixosVms;
+  pipewire = config.services.pipewire;
+  vmPath =
+    vm: "programs.vmsilo.nixosVms[${toString (lib.lists.findFirstIndex (v: v.name == vm.name) 0 cfg.nixosVms)}] (${vm.name})";
 in
 {
   imports = [ ./options.nix ];
@@ -472,6 +475,11 @@ in
         ++ lib.imap0 (j: bdf: nameAssertion "pci" "isolatedPciDevices[${toString j}]" bdf) cfg.isolatedPciDevices;
       in
       names
+      # Sound plays through the user's PipeWire; the capture rule lives in its WirePlumber.
+      ++ map (vm: {
+        assertion = pipewire.enable or false && pipewire.wireplumber.enable or false;
+        message = "${vmPath vm}.sound: the VM has sound (sound.playback is on by default), which plays through the user's PipeWire, but services.pipewire.enable (with services.pipewire.wireplumber.enable) is not set; enable PipeWire, or set sound.playback = false and sound.capture = false.";
+      }) soundVms
       ++ map (vm: {
         assertion = sommelierUsable;
         message = sommelierMessage vm;

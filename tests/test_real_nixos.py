@@ -53,7 +53,7 @@ def evaluate(hosts: Sequence[str]) -> tuple[dict[str, Any], str]:
 
 @pytest.fixture(scope="module")
 def small() -> tuple[dict[str, Any], str]:
-    return evaluate(["example", "sommelier-broken", "scripted-initrd"])
+    return evaluate(["example", "sommelier-broken", "scripted-initrd", "no-pipewire"])
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,16 @@ def test_broken_sommelier_is_our_assertion(small: tuple[dict[str, Any], str]) ->
     [message] = small[0]["sommelier-broken"]["failedAssertions"]
     assert message.startswith('programs.vmsilo.nixosVms[1] (chat).waylandProxy = "sommelier"')
     assert "programs.vmsilo._internal.sommelier" in message
+
+
+def test_sound_without_pipewire_is_refused_by_name(small: tuple[dict[str, Any], str]) -> None:
+    [message] = small[0]["no-pipewire"]["failedAssertions"]
+    assert message == (
+        "programs.vmsilo.nixosVms[1] (music).sound: the VM has sound (sound.playback is on by "
+        "default), which plays through the user's PipeWire, but services.pipewire.enable (with "
+        "services.pipewire.wireplumber.enable) is not set; enable PipeWire, or set "
+        "sound.playback = false and sound.capture = false."
+    )
 
 
 def test_units(families: tuple[dict[str, Any], str]) -> None:

@@ -6,5 +6,7 @@
   };
   boot.loader.grub.enable = false;
   users.users.alice.isNormalUser = true;
+  # a desktop's sound, where the VMs' sound backends play (the module asserts it)
+  services.pipewire.enable = true;
   system.stateVersion = "26.05";
 }
