@@ -639,3 +639,46 @@ def test_the_parser_for_one_command_makes_only_that_one() -> None:
     assert list(sub.choices or ()) == ["plan"]
     everything = next(a for a in cli.build_parser(["--help"])._actions if a.dest == "command")
     assert list(everything.choices or ()) == list(cli.COMMANDS)
+
+
+#: autoStart VMs whose devices need the user's session, and one that needs nothing of it.
+SESSION_VMS = {
+    "enable": True,
+    "user": "alice",
+    "nixosVms": [
+        {"name": "desk", "autoStart": True, "sharedHome": False},
+        {"name": "radio", "autoStart": True, "gpu": False, "sharedHome": False},
+        {
+            "name": "router",
+            "autoStart": True,
+            "gpu": False,
+            "sound": {"playback": False},
+            "sharedHome": False,
+        },
+    ],
+}
+
+
+def test_check_warns_that_a_session_vm_does_not_start_at_boot(run: Any, tmp_path: Path) -> None:
+    config = tmp_path / "session.json"
+    config.write_text(json.dumps(SESSION_VMS))
+    r = run("check", "--file", str(config))
+    assert r.code == 0
+    assert r.err == (
+        "warning: programs.vmsilo.nixosVms[0] (desk).autoStart: its GPU takes the Wayland "
+        "socket of the VM user's graphical session, so it starts when that session starts, "
+        "not at boot; for a VM that starts at boot, set gpu = false and sound.playback = false\n"
+        "warning: programs.vmsilo.nixosVms[1] (radio).autoStart: its sound backend is a client "
+        "of the VM user's PipeWire, so it starts when the user's session starts (login, or "
+        "lingering), not at boot; for a VM that starts at boot, set sound.playback = false\n"
+    )
+    planned = run("plan", "--json", "--file", str(config)).json()["vms"]
+    assert {n: (v["autoStart"], v["needs"]) for n, v in planned.items()} == {
+        "desk": (True, "graphical-session"),
+        "radio": (True, "session"),
+        "router": (True, "boot"),
+    }
+    shown = {vm: run("show", "--file", str(config), vm).out for vm in ("desk", "radio", "router")}
+    assert "starts when the VM user's graphical session starts" in " ".join(shown["desk"].split())
+    assert "starts when the VM user's session starts" in " ".join(shown["radio"].split())
+    assert "starts at boot" in shown["router"]

@@ -26,6 +26,7 @@ from vmsilo_nix.render.generate import build_tree
 from vmsilo_nix.render.tree import File, read_tree
 
 from .conftest import EXAMPLES, ROOT, needs_nix
+from .test_cli import SESSION_VMS
 
 HOST_EVAL = ROOT / "tests/nix/host-eval.nix"
 GUEST_EVAL = ROOT / "tests/nix/guest-eval.nix"
@@ -150,6 +151,44 @@ def test_host_module_agrees_with_the_engine(
     assert sorted(h["internal"]["proxyScripts"]) == sorted(
         n for n, v in p.vms.items() if v.wayland is not None
     )
+
+
+@needs_nix
+def test_autostart_waits_for_the_session_as_the_engine_says(
+    monkeypatch: pytest.MonkeyPatch, nixpkgs_lib: Path, tmp_path: Path
+) -> None:
+    """The module's sessionTarget and the engine's VmPlan.needs: a VM the engine says needs
+    nothing of the user starts at boot; any other autoStart VM is started by a user unit of
+    the target its devices need, after the units that make them."""
+    data = tmp_path / "session.json"
+    data.write_text(json.dumps(SESSION_VMS))
+    config = tmp_path / "session.nix"
+    config.write_text(f"builtins.fromJSON (builtins.readFile {data})")
+    h = host(monkeypatch, nixpkgs_lib, config=config)
+    p = plan(check(SESSION_VMS))
+    target = {"graphical-session": "graphical-session.target", "session": "default.target"}
+    for name, vm in p.vms.items():
+        system = h["services"][f"vmsilo-{name}"]["wantedBy"]
+        autostart = h["userServiceUnits"].get(f"vmsilo-{name}-autostart")
+        if vm.needs == "boot":
+            assert (system, autostart) == (["multi-user.target"], None), name
+            continue
+        assert system == [], name
+        assert autostart is not None, name
+        assert autostart["wantedBy"] == [target[vm.needs]]
+        assert autostart["serviceConfig"] == {
+            "Type": "oneshot",
+            "ExecStart": f"{h['packageOut']}/bin/vm-start {name}",
+        }
+    assert h["userServiceUnits"]["vmsilo-desk-autostart"]["after"] == [
+        "graphical-session.target",
+        "vmsilo-desk-wayland.service",
+        "pipewire.socket",
+    ]
+    assert h["userServiceUnits"]["vmsilo-radio-autostart"]["after"] == [
+        "default.target",
+        "pipewire.socket",
+    ]
 
 
 @needs_nix

@@ -55,6 +55,8 @@ pytestmark = [
     pytest.mark.skipif(_WHY is not None, reason=f"no real systemd host here: {_WHY}"),
 ]
 STANDINS = ROOT / "tests/standins"
+
+
 def _sound_backend() -> str:
     """The real vhost-device-sound (scripts/setup builds it with cargo), else the stand-in."""
     cargo = Path.home() / ".cargo/bin/vhost-device-sound"
