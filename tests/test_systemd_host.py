@@ -435,6 +435,7 @@ def test_a_vm_removed_by_a_switch_is_stopped(session: Host) -> None:
     assert session.state("router")["ActiveState"] == "active"
     units = box.root_path("/usr/local/lib/systemd/system")
     assert (units / "vmsilo-router.service").exists()
+    assert processes(box, "router")
     r = box.run("systemctl", "stop", "vmsilo-router.service")
     assert r.returncode == 0, r.stderr
     assert session.state("router") == {
@@ -442,3 +443,4 @@ def test_a_vm_removed_by_a_switch_is_stopped(session: Host) -> None:
         "Result": "success",
         "ExecMainStatus": "143",
     }
+    assert processes(box, "router") == []

@@ -63,11 +63,6 @@ def wayland_unit_name(vm: str) -> str:
     return f"vmsilo-{vm}-wayland.service"
 
 
-def autostart_unit_name(vm: str) -> str:
-    """The user unit that starts an autoStart VM with the session its devices need."""
-    return f"vmsilo-{vm}-autostart.service"
-
-
 def activation_socket_name(vm: str) -> str:
     """The socket unit whose first connection starts the VM."""
     return f"vmsilo-{vm}.socket"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib import resources
 
 from vmsilo_nix import facts
+from vmsilo_nix.config.naming import wayland_unit_name
 from vmsilo_nix.config.paths import vm_option_path
 from vmsilo_nix.plan.argv import Arg, OptionPath, flatten
 from vmsilo_nix.plan.host import VmPlan
@@ -111,7 +112,7 @@ def render_launcher(p: VmPlan, fingerprint: str) -> str:
     if p.wayland is not None:
         lines.append("# the Wayland socket comes from the VM's proxy script (the user's session)")
         what = (
-            f"the VM's Wayland proxy (vmsilo-{p.name}-wayland.service, a user unit of the VM "
+            f"the VM's Wayland proxy ({wayland_unit_name(p.name)}, a user unit of the VM "
             "user's graphical session: is that session running?)"
         )
         lines.append(f"wait_for_socket {q(p.wayland.socket)} {q(what)}")
