@@ -35,7 +35,7 @@ from typing import Any
 import attrs
 import pytest
 
-from .conftest import NIX, NIXPKGS, OFFLINE, ROOT, needs_real_nixos
+from .conftest import NIXPKGS, ROOT, needs_real_nixos
 from .systemd_host import (
     NOT_INSTALLED,
     OTHER_USER,
@@ -47,6 +47,7 @@ from .systemd_host import (
     rootfs,
     why_not,
 )
+from .test_real_nixos import nix
 from .test_virtiofsd_real import VIRTIOFSD
 
 _WHY = why_not() or (None if VIRTIOFSD else "virtiofsd is not installed (scripts/setup)")
@@ -130,28 +131,18 @@ class Host:
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     top = tmp_path_factory.mktemp("systemd-host")
     top.chmod(0o755)
-    r = subprocess.run(
-        [
-            NIX,
-            *OFFLINE,
-            "--extra-experimental-features",
-            "nix-command",
-            "eval",
-            "--json",
-            "--argstr",
-            "nixpkgs",
-            NIXPKGS,
-            "--argstr",
-            "module",
-            str(doc_module(top / "vmsilo.nix")),
-            "--file",
-            str(ROOT / "tests/nix/real/session-host.nix"),
-            "host",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    r = nix(
+        "eval",
+        "--json",
+        "--argstr",
+        "nixpkgs",
+        NIXPKGS,
+        "--argstr",
+        "module",
+        str(doc_module(top / "vmsilo.nix")),
+        "--file",
+        str(ROOT / "tests/nix/real/session-host.nix"),
+        "host",
     )
     assert r.returncode == 0, r.stderr[-4000:]
     evaluated = json.loads(r.stdout)
