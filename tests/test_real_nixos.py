@@ -180,12 +180,20 @@ def test_units(families: tuple[dict[str, Any], str]) -> None:
     assert "LimitMEMLOCK=infinity" in units["vmsilo-net.service"]  # VFIO
     assert "WantedBy" not in work
     wanted = {n for n, t in units.items() if "WantedBy=multi-user.target" in t}
-    assert wanted == {"vmsilo-balloond.service", "vmsilo-banking.service", "vmsilo-net.service"}
+    # banking (autoStart, default GPU) starts with the user's graphical session, not at boot
+    assert wanted == {"vmsilo-balloond.service", "vmsilo-net.service"}
+    autostart = h["userUnits"]["vmsilo-banking-autostart.service"]
+    assert "WantedBy=graphical-session.target" in autostart
+    assert f"ExecStart={tree}/bin/vm-start banking" in autostart
+    assert "After=graphical-session.target vmsilo-banking-wayland.service pipewire.socket" in (
+        autostart
+    )
     assert f"ExecStart={tree}/libexec/vmsilo/balloond" in units["vmsilo-balloond.service"]
     assert (
         f"ExecStart={tree}/libexec/vmsilo/banking/taps-up" in (units["vmsilo-banking-taps.service"])
     )
     assert sorted(h["userUnits"]) == [
+        "vmsilo-banking-autostart.service",
         "vmsilo-banking-wayland.service",
         "vmsilo-chat-wayland.service",
         "vmsilo-tray.service",

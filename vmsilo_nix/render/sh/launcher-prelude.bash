@@ -48,6 +48,7 @@ start() {  # start a child in the background and remember it
   "$@" &
   children+=("$!")
 }
+# shellcheck disable=SC2317  # not every launcher has sound
 # pw-container blocks SIGTERM and SIGINT (it reads them from a signalfd) and the command it
 # runs inherits that mask, so a backend under it never sees SIGTERM; it keeps nothing to save.
 start_killed() {
@@ -73,12 +74,14 @@ wait_for_socket() {  # PATH WHAT [PID]: wait up to socket_wait seconds, from now
   done
 }
 
+# shellcheck disable=SC2317  # not every VM shares a directory
 need_directory() {  # DIR OPTION HINT: refuse to start when a shared directory is missing
   [[ -d $1 ]] && return 0
   say "$2: the directory $1 does not exist; $3"
   exit 1
 }
 
+# shellcheck disable=SC2317  # not every launcher has sound
 # The sound backend is a client of the VM user's PipeWire, which belongs to the user's session
 # (their systemd user manager), not to this system service: find it where that session keeps
 # it, and say so at once when no session runs, rather than starting a backend that cannot play.
