@@ -489,9 +489,10 @@ in
         lib.all (x: x.assertion) names && (sommelierVms == [ ] || sommelierUsable)
       ) guestAssertions;
 
-    # A broken configuration stops the switch with the option paths of every problem.
+    # A broken configuration stops the switch with the option paths of every problem; a shared
+    # directory this host lacks is a warning (the VM would refuse to start).
     system.preSwitchChecks.vmsilo = ''
-      ${engine}/bin/vmsilo check --file ${configJson}
+      ${engine}/bin/vmsilo check --host-paths --file ${configJson}
     '';
     # After a switch: removed VMs are stopped by systemd (their units are gone); running VMs
     # whose configuration changed are listed. vm-status runs as the VM user: the fingerprint

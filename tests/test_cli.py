@@ -682,3 +682,35 @@ def test_check_warns_that_a_session_vm_does_not_start_at_boot(run: Any, tmp_path
     assert "starts when the VM user's graphical session starts" in " ".join(shown["desk"].split())
     assert "starts when the VM user's session starts" in " ".join(shown["radio"].split())
     assert "starts at boot" in shown["router"]
+
+
+def test_check_host_paths_warns_of_missing_shared_directories(run: Any, tmp_path: Path) -> None:
+    """Only with --host-paths (the switch's check, on the host): the directories the user
+    named are looked for on this machine; the default home is the host module's to make."""
+    here = tmp_path / "here"
+    here.mkdir()
+    gone = tmp_path / "gone"
+    config = tmp_path / "shares.json"
+    vm = {
+        "name": "a",
+        "gpu": False,
+        "sound": {"playback": False},
+        "sharedHome": str(gone),
+        "sharedDirectories": {"ok": {"path": str(here)}, "docs": {"path": str(gone / "docs")}},
+    }
+    config.write_text(json.dumps({"user": "alice", "nixosVms": [vm, {"name": "b"}]}))
+    assert run("check", "--file", str(config)).err == ""
+    r = run("check", "--host-paths", "--file", str(config))
+    assert r.code == 0
+    assert r.err == "".join(
+        f"warning: programs.vmsilo.nixosVms[0] (a).{option}: the directory {path} does not "
+        "exist on this machine; the VM refuses to start until it does (create it, readable by "
+        "alice)\n"
+        for option, path in (("sharedHome", gone), ("sharedDirectories.docs.path", gone / "docs"))
+    )
+    strict = run("check", "--host-paths", "--strict", "--json", "--file", str(config))
+    assert strict.code == 1
+    assert [w["path"] for w in strict.json()["warnings"]] == [
+        "programs.vmsilo.nixosVms[0] (a).sharedHome",
+        "programs.vmsilo.nixosVms[0] (a).sharedDirectories.docs.path",
+    ]

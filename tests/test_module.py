@@ -122,7 +122,7 @@ def test_host_module_units_for_the_example(
     assert list(h["guestTrayLogLevels"].values()) == ["info"]
     assert 'KERNEL=="0000:03:00.0", ATTR{driver_override}="vfio-pci"' in h["udev"]
     assert h["initrdModules"] == ["vfio-pci"]
-    assert h["preSwitch"].strip().endswith(f"check --file {h['configJson']}")
+    assert h["preSwitch"].strip().endswith(f"check --host-paths --file {h['configJson']}")
     assert "vm-status" in h["activation"]
     assert h["systemPackages"] == [tree]  # with bash completion
     internal = h["internal"]

@@ -7,6 +7,8 @@ meet, so that no stage reaches back up.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 
 from vmsilo_nix.config import rules
@@ -69,6 +71,29 @@ def check_planned(
     config = rules.check(raw, find)
     found = rules.warnings(config) + checks.warnings(config, planned[-1])
     return Checked(config, planned[-1], tuple(found))
+
+
+def host_path_warnings(config: Config) -> list[Problem]:
+    """The shared directories the user named that this machine lacks: a VM refuses to start
+    while one is missing. The default home is not among them: the host module creates it.
+    Only meaningful where the VMs will run (``vmsilo check`` on the host, the switch's check)."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for i, vm in enumerate(config.nixos_vms):
+        if isinstance(vm.shared_home, str):
+            found.append((("nixosVms", i, "sharedHome"), vm.shared_home))
+        for tag, share in sorted(vm.shared_directories.items()):
+            found.append((("nixosVms", i, "sharedDirectories", tag, "path"), share.path))
+    return [
+        Problem(
+            rules.where(config, path),
+            f"the directory {directory} does not exist on this machine; the VM refuses to "
+            f"start until it does (create it, readable by {config.user})",
+            path,
+            "warning",
+        )
+        for path, directory in found
+        if not os.path.isdir(directory)
+    ]
 
 
 def load_planned(

@@ -196,6 +196,12 @@ def _check_command(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strict", action="store_true", help="refuse warnings too (exit 1), not only errors"
     )
+    p.add_argument(
+        "--host-paths",
+        action="store_true",
+        help="also warn of shared directories this machine lacks (for the machine the VMs "
+        "run on; the host module's switch check passes it)",
+    )
 
 
 def _eval_command(p: argparse.ArgumentParser) -> None:
@@ -418,6 +424,12 @@ def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
         _print_problems(e, err)
         return EXIT_INVALID
     config, warnings = checked.config, checked.warnings
+    if args.host_paths:
+        from vmsilo_nix import pipeline  # noqa: PLC0415 (the engine: see the imports)
+
+        here = pipeline.host_path_warnings(config)
+        _print_warnings(here, err)
+        warnings = (*warnings, *here)
     refused = bool(warnings) and args.strict
     if args.json:
         print_json(
