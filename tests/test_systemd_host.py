@@ -268,6 +268,10 @@ def test_the_vm_user_starts_the_documented_vm_and_it_reaches_crosvm(session: Hos
         planned["wayland"]["socket"],
     ]
     assert run["sockets"] == dict.fromkeys(sorted(sockets), True)
+    # root's TAP unit made the VM's TAP, the VM user's, before the VM started
+    (tap,) = planned["taps"]
+    link = session.box.run("ip", "-d", "link", "show", "dev", tap["name"], check=True).stdout
+    assert re.search(rf"tun type tap .* user {VM_USER} ", link), link
 
 
 def processes(box: Container, vm: str) -> list[tuple[str, str]]:
