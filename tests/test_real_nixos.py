@@ -32,23 +32,21 @@ def nix(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def evaluate(hosts: Sequence[str]) -> tuple[dict[str, Any], str]:
-    """The facts (tests/nix/real/facts.nix) of the given hosts, and Nix's stderr."""
-    r = nix(
-        "eval",
-        "--json",
-        "--argstr",
-        "nixpkgs",
-        NIXPKGS,
-        "--argstr",
-        "hosts",
-        json.dumps(list(hosts)),
-        "--file",
-        str(REAL / "eval.nix"),
-        "facts",
-    )
+def eval_real(file: str, attr: str, **argstr: str) -> tuple[Any, str]:
+    """``attr`` of a .nix file of tests/nix/real (its function given the real nixpkgs and
+    ``argstr``) as JSON, and Nix's stderr."""
+    args: list[str] = []
+    for name, value in {"nixpkgs": NIXPKGS, **argstr}.items():
+        args += ["--argstr", name, value]
+    r = nix("eval", "--json", *args, "--file", str(REAL / file), attr)
     assert r.returncode == 0, r.stderr[-4000:]
     return json.loads(r.stdout), r.stderr
+
+
+def evaluate(hosts: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """The facts (tests/nix/real/facts.nix) of the given hosts, and Nix's stderr."""
+    facts, stderr = eval_real("eval.nix", "facts", hosts=json.dumps(list(hosts)))
+    return facts, stderr
 
 
 @pytest.fixture(scope="module")

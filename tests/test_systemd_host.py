@@ -35,7 +35,7 @@ from typing import Any
 import attrs
 import pytest
 
-from .conftest import NIXPKGS, ROOT, needs_real_nixos
+from .conftest import ROOT, needs_real_nixos
 from .systemd_host import (
     NOT_INSTALLED,
     OTHER_USER,
@@ -47,7 +47,7 @@ from .systemd_host import (
     rootfs,
     why_not,
 )
-from .test_real_nixos import nix
+from .test_real_nixos import eval_real
 from .test_virtiofsd_real import VIRTIOFSD
 
 _WHY = why_not() or (None if VIRTIOFSD else "virtiofsd is not installed (scripts/setup)")
@@ -131,21 +131,8 @@ class Host:
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     top = tmp_path_factory.mktemp("systemd-host")
     top.chmod(0o755)
-    r = nix(
-        "eval",
-        "--json",
-        "--argstr",
-        "nixpkgs",
-        NIXPKGS,
-        "--argstr",
-        "module",
-        str(doc_module(top / "vmsilo.nix")),
-        "--file",
-        str(ROOT / "tests/nix/real/session-host.nix"),
-        "host",
-    )
-    assert r.returncode == 0, r.stderr[-4000:]
-    evaluated = json.loads(r.stdout)
+    module = str(doc_module(top / "vmsilo.nix"))
+    evaluated, _ = eval_real("session-host.nix", "host", module=module)
     assert evaluated["failedAssertions"] == [] and evaluated["warnings"] == []
 
     store = LocalStore(top)
