@@ -180,6 +180,19 @@ def test_launcher_stopped_by_systemd(rig: Rig) -> None:
     rig.assert_clean()
 
 
+def test_a_second_sigterm_during_cleanup_does_not_cut_it_short(rig: Rig) -> None:
+    """vm-stop's forced path sends `crosvm stop`, then `systemctl stop`; a host shutdown can
+    land a second SIGTERM while the launcher waits for a child slow to exit. The cleanup still
+    finishes: nothing it made is left behind."""
+    proc = rig.launch("box", crosvm="sleep", virtiofsd="serve-slow-exit:1.5")
+    rig.wait_for("crosvm")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the cleanup is waiting for the slow virtiofsd
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 143
+    rig.assert_clean()
+
+
 def test_a_share_that_fails_stops_the_start(rig: Rig) -> None:
     proc = rig.launch("box", virtiofsd="exit:1", crosvm="sleep")
     _, err = proc.communicate(timeout=20)

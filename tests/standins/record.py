@@ -7,6 +7,7 @@ $VMSILO_RECORD/<name>.jsonl, then behaves as the test asks through $VMSILO_BEHAV
   serve       (virtiofsd, vhost-device-sound) listen on the --socket-path/--socket given, and
               wait to be stopped
   serve-after:S   the same, after S seconds (a slow start)
+  serve-slow-exit:S   serve, and take S seconds to exit after SIGTERM (a slow stop)
   sleep       wait to be stopped
 Every process writes its pid to $VMSILO_RECORD/<name>.pids so tests can check it is gone.
 """
@@ -30,6 +31,15 @@ behave = os.environ.get(f"VMSILO_BEHAVE_{name.upper().replace('-', '_')}", "exit
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 if behave.startswith("exit:"):
     sys.exit(int(behave[5:]))
+if behave.startswith("serve-slow-exit:"):
+    linger = float(behave.split(":", 1)[1])
+
+    def slow_exit(*_: object) -> None:
+        time.sleep(linger)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, slow_exit)
+    behave = "serve"
 if behave.startswith("serve-after:"):
     time.sleep(float(behave.split(":", 1)[1]))
     behave = "serve"

@@ -12,7 +12,10 @@ now_us() { local t=$EPOCHREALTIME; REPLY=$((10#${t/[.,]/})); }
 # shellcheck disable=SC2317  # run by the EXIT trap, which shellcheck does not follow
 cleanup() {
   local status=$?
-  trap - EXIT INT TERM
+  # Once begun, the cleanup finishes: a second SIGTERM (vm-stop's forced path, a shutdown)
+  # must not leave sockets, the fingerprint or the overlay behind.
+  trap - EXIT
+  trap '' INT TERM
   local pid
   # Each child leads its own process group (set -m below): the group reaches what a child
   # started itself, such as the backend pw-container runs through a shell.
