@@ -191,6 +191,7 @@ def test_vmsilo_options_of_each_subcommand(script: Path) -> None:
         "--file",
         "--json",
         "--strict",
+        "--host-paths",
     ]
     assert typed(script, "vmsilo eval --") == ["--help", "--flake", "--file"]
     assert typed(script, "vmsilo plan --a") == ["--artifacts"]

@@ -44,7 +44,7 @@ _BUILD: Options = {
     "--no-eval-jobs": None,
 }
 VMSILO_SUBCOMMANDS: Mapping[str, Options] = {
-    "check": {**HELP_OPTIONS, **_SOURCE, "--json": None, "--strict": None},
+    "check": {**HELP_OPTIONS, **_SOURCE, "--json": None, "--strict": None, "--host-paths": None},
     "eval": {**HELP_OPTIONS, **_SOURCE},
     "plan": {**HELP_OPTIONS, **_SOURCE, "--artifacts": "file", "--json": None},
     "show": {**HELP_OPTIONS, **_SOURCE, "--artifacts": "file", "--json": None},
