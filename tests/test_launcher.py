@@ -210,8 +210,30 @@ def test_missing_tap_is_created_or_reported(rig: Rig) -> None:
     assert rig.calls("ip") == [
         ["link", "show", "dev", "vt-box"],
         ["tuntap", "add", "dev", "vt-box", "mode", "tap", "user", "alice", "vnet_hdr"],
+        ["link", "delete", "dev", "vt-box"],  # what the failed set-up may have left
     ]
     rig.assert_clean()
+
+
+def test_a_tap_the_launcher_made_is_removed_when_the_vm_stops(rig: Rig) -> None:
+    # the TAP is missing (`ip link show` fails) and is made here; after crosvm, it goes
+    proc = rig.launch("box", ip="exit-when:show:1", crosvm="exit:0")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    (tap,) = rig.plan.vms["box"].network.taps
+    assert rig.calls("ip") == [
+        ["link", "show", "dev", "vt-box"],
+        *(cmd[1:] for cmd in tap.setup_argv("ip")),
+        *(cmd[1:] for cmd in tap.teardown_argv("ip")),
+    ]
+    rig.assert_clean()
+
+
+def test_a_tap_the_host_made_is_left_to_the_host(rig: Rig) -> None:
+    proc = rig.launch("box", crosvm="exit:0")  # `ip link show` succeeds: the TAP exists
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert rig.calls("ip") == [["link", "show", "dev", "vt-box"]]
 
 
 def test_unbuilt_vm_refuses_to_start(rig: Rig) -> None:

@@ -4,6 +4,7 @@
 Installed under each program's name; it appends its argv as one JSON line to
 $VMSILO_RECORD/<name>.jsonl, then behaves as the test asks through $VMSILO_BEHAVE_<NAME>:
   exit:N      exit with status N at once
+  exit-when:WORD:N    exit with status N when WORD is in the argv, else with 0
   serve       (virtiofsd, vhost-device-sound) listen on the --socket-path/--socket given, and
               wait to be stopped
   serve-after:S   the same, after S seconds (a slow start)
@@ -29,6 +30,9 @@ with open(record / f"{name}.pids", "a") as f:
 
 behave = os.environ.get(f"VMSILO_BEHAVE_{name.upper().replace('-', '_')}", "exit:0")
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+if behave.startswith("exit-when:"):
+    _, word, status = behave.split(":")
+    sys.exit(int(status) if word in sys.argv[1:] else 0)
 if behave.startswith("exit:"):
     sys.exit(int(behave[5:]))
 if behave.startswith("serve-slow-exit:"):

@@ -58,6 +58,25 @@ def _missing_hint(p: VmPlan, host_creates: bool) -> str:
     return f"create it (the VM user must be able to read it) before starting {p.name}"
 
 
+def _remove_made_taps(p: VmPlan) -> list[str]:
+    """``remove_made_taps``, which the cleanup runs: it removes the TAPs this launcher created
+    itself (listed in ``made_taps``); those the host's TAP unit made are that unit's to remove."""
+    lines = [
+        "# shellcheck disable=SC2317  # run by the cleanup",
+        "remove_made_taps() {",
+        "  local tap",
+        '  for tap in "${made_taps[@]}"; do',
+        "    case $tap in",
+    ]
+    for tap in p.network.taps:
+        undo = "; ".join(
+            f"{command(cmd)} 2>/dev/null || true" for cmd in tap.teardown_argv(p.network.ip)
+        )
+        lines.append(f"      {q(tap.name)}) {undo} ;;")
+    lines += ["    esac", "  done", "}"]
+    return lines
+
+
 def render_launcher(p: VmPlan, fingerprint: str) -> str:
     lines = [HEADER.format(what="Launcher", vm=p.name)]
     if p.unbuilt:
@@ -70,12 +89,15 @@ def render_launcher(p: VmPlan, fingerprint: str) -> str:
     lines.append(f"socket_wait={SOCKET_WAIT_SECONDS}")
     lines.append(f"stop_grace={STOP_GRACE_SECONDS}")
     lines.append(f"stopped_status={facts.LAUNCHER_STOPPED_STATUS}")
+    lines += _remove_made_taps(p)
     lines.append(shell_template("launcher-prelude.bash"))
 
     lines.append("# TAP devices: created by the host configuration; created here when allowed")
     for tap in p.network.taps:
         check = command([p.network.ip, "link", "show", "dev", tap.name])
         lines.append(f"if ! {check} >/dev/null 2>&1; then")
+        # remembered first: a set-up that fails half-way is undone too
+        lines.append(f"  made_taps+=({q(tap.name)})")
         for cmd in tap.setup_argv(p.network.ip):
             lines.append(
                 f"  {command(cmd)} || {{ say {q(f'cannot create TAP {tap.name}')}; exit 1; }}"

@@ -1,6 +1,7 @@
-# The launcher's helpers; vm, runtime, overlay, socket_wait, stop_grace and stopped_status are
-# set above.
+# The launcher's helpers; vm, runtime, overlay, socket_wait, stop_grace, stopped_status and
+# remove_made_taps are set above.
 children=()
+made_taps=()  # TAPs this launcher created (remove_made_taps, above, removes them at exit)
 killed=()  # children whose group cannot take SIGTERM (start_killed): SIGKILL at once
 sockets=()
 
@@ -38,6 +39,7 @@ cleanup() {
   local path
   for path in "${sockets[@]}"; do rm -f -- "$path" "$path.pid"; done
   rm -f -- "$runtime/fingerprint"
+  remove_made_taps
   if [[ -n $overlay ]]; then rm -f -- "$overlay"; fi
   exit "$status"
 }
