@@ -36,6 +36,14 @@ needs_real_nixos = pytest.mark.skipif(
     not (NIX and NIXPKGS),
     reason="VMSILO_NIX and VMSILO_NIXPKGS are not set (a Nix >= 2.18 and a nixpkgs tree)",
 )
+
+
+def cargo_program(name: str) -> str | None:
+    """A real program scripts/setup builds with cargo: on PATH, else in ~/.cargo/bin."""
+    cargo = Path.home() / ".cargo/bin" / name
+    return shutil.which(name) or (str(cargo) if cargo.exists() else None)
+
+
 DRV = re.compile(r"^/nix/store/[0-9a-z]{32}-[^/]+\.drv$")
 
 

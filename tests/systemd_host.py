@@ -82,12 +82,14 @@ def rootfs() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(f"{root}.partial")
     shutil.rmtree(work, ignore_errors=True)
-    subprocess.run(
+    r = subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(work), _mirror()],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=1200,
+        check=False,
     )
+    assert r.returncode == 0, f"debootstrap failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}"
     # NixOS always has the kvm group (the VM units take it for /dev/kvm); minbase Debian has
     # no udev to make it
     subprocess.run(["chroot", str(work), "groupadd", "--system", "kvm"], check=True)
@@ -151,10 +153,9 @@ class LocalStore:
         self.host(path).write_text(name)
         return path
 
-    def map_units(self, texts: Iterator[str], tree: str) -> list[str]:
-        """Make every store path the units name exist (Debian's programs for NixOS's PATH);
-        the tree is left to the caller. Returns the paths that stay absent, as allowed."""
-        absent = []
+    def map_units(self, texts: Iterator[str], tree: str) -> None:
+        """Make every store path the units name exist (Debian's programs for NixOS's PATH),
+        but for those that may stay absent (ABSENT_OK); the tree is left to the caller."""
         for text in texts:
             for match in _STORE_PATH.finditer(text):
                 path = f"/nix/store/{match[1]}-{match[2]}"
@@ -163,11 +164,8 @@ class LocalStore:
                     continue
                 if any(name.startswith(f"{p}-") for p in DEBIAN_PROGRAMS):
                     self.debian(path)
-                elif any(name.startswith(f"{p}-") for p in ABSENT_OK):
-                    absent.append(path)
-                else:
+                elif not any(name.startswith(f"{p}-") for p in ABSENT_OK):
                     raise AssertionError(f"a unit names {path}, which this host cannot map")
-        return sorted(set(absent))
 
 
 def install(host: Mapping[str, Any], top: Path) -> dict[str, Path]:
@@ -185,10 +183,12 @@ def install(host: Mapping[str, Any], top: Path) -> dict[str, Path]:
                 continue
             assert name.startswith("vmsilo-"), f"the module adds {name}: install or explain it"
             (where / name).write_text(unit["text"])
-            for wanted in unit["wantedBy"]:
-                wants = where / f"{wanted}.wants"
-                wants.mkdir(exist_ok=True)
-                (wants / name).symlink_to(f"../{name}")
+            # how NixOS installs wantedBy and requiredBy: links in the target's directories
+            for key, suffix in (("wantedBy", "wants"), ("requiredBy", "requires")):
+                for target_unit in unit[key]:
+                    links = where / f"{target_unit}.{suffix}"
+                    links.mkdir(exist_ok=True)
+                    (links / name).symlink_to(f"../{name}")
         binds[target] = where
     tmpfiles = top / "tmpfiles.d"
     tmpfiles.mkdir(mode=0o755)

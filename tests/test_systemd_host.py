@@ -35,7 +35,7 @@ from typing import Any
 import attrs
 import pytest
 
-from .conftest import ROOT, needs_real_nixos
+from .conftest import ROOT, cargo_program, needs_real_nixos
 from .systemd_host import (
     NOT_INSTALLED,
     OTHER_USER,
@@ -58,15 +58,12 @@ pytestmark = [
 STANDINS = ROOT / "tests/standins"
 
 
-def _sound_backend() -> str:
-    """The real vhost-device-sound (scripts/setup builds it with cargo), else the stand-in."""
-    cargo = Path.home() / ".cargo/bin/vhost-device-sound"
-    found = os.environ.get("VMSILO_VHOST_DEVICE_SOUND") or shutil.which("vhost-device-sound")
-    found = found or (str(cargo) if cargo.exists() else None)
-    return found or str(STANDINS / "host_sound_backend.py")
-
-
-SOUND_BACKEND = _sound_backend()
+#: The real vhost-device-sound (scripts/setup builds it), else the stand-in.
+SOUND_BACKEND = (
+    os.environ.get("VMSILO_VHOST_DEVICE_SOUND")
+    or cargo_program("vhost-device-sound")
+    or str(STANDINS / "host_sound_backend.py")
+)
 VMS = ("banking", "desk", "router")
 
 

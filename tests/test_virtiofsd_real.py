@@ -26,17 +26,10 @@ from vmsilo_nix.plan.argv import flatten
 from vmsilo_nix.plan.layout import Layout
 from vmsilo_nix.plan.virtiofs import VirtiofsPlan, plan_virtiofs
 
-from .conftest import minimal
+from .conftest import cargo_program, minimal
 from .test_virtiofs import EVERY_SETTING
 
-
-def _virtiofsd() -> str | None:
-    found = shutil.which("virtiofsd")
-    cargo = Path.home() / ".cargo/bin/virtiofsd"
-    return found or (str(cargo) if cargo.exists() else None)
-
-
-VIRTIOFSD = _virtiofsd()
+VIRTIOFSD = cargo_program("virtiofsd")
 pytestmark = pytest.mark.skipif(
     VIRTIOFSD is None, reason="virtiofsd is not installed (scripts/setup: cargo install virtiofsd)"
 )
